@@ -1,0 +1,174 @@
+"""SQLAlchemy 2.0 models: sweeps -> trials -> (epoch_metrics, final_results).
+
+The schema itself is created only by the Alembic migration (db/migrations/versions); these models must match it
+(tests/db/test_migrations.py compares them with Alembic's autogenerate diff). Units: eps in [0, 1] pixel units,
+accuracies and stability as fractions in [0, 1], times in seconds, params/flops as counts (flops = MACs of one
+32x32 forward pass).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.fields import CHECKPOINTS, SWEEP_STATUSES, TRIAL_STATUSES
+
+# Deterministic constraint names, so the migration and the models agree on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _in(values: tuple[str, ...], column: str = "status") -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+    __table_args__ = (CheckConstraint(_in(SWEEP_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    ray_job_id: Mapped[str | None] = mapped_column(String(200))
+    dashboard_url: Mapped[str | None] = mapped_column(String(500))
+    code_version: Mapped[str] = mapped_column(String(100))
+    n_trials: Mapped[int] = mapped_column(Integer, default=0)
+
+    trials: Mapped[list[Trial]] = relationship(
+        back_populates="sweep", cascade="all, delete-orphan", passive_deletes=True, order_by="Trial.idx"
+    )
+
+    def __repr__(self) -> str:
+        return f"Sweep(id={self.id!r}, name={self.name!r}, status={self.status!r}, n_trials={self.n_trials!r})"
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "idx"),
+        UniqueConstraint("sweep_id", "config_hash"),
+        CheckConstraint(_in(TRIAL_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)  # position in the sweep, 0-based
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full TrialConfig dump
+    config_hash: Mapped[str] = mapped_column(String(128))
+    arch: Mapped[str] = mapped_column(String(200), index=True)  # e.g. wrn-d5-5-5-w10-10-10
+    depths: Mapped[str] = mapped_column(String(100))  # "5-5-5"
+    widths: Mapped[str] = mapped_column(String(100))  # "10-10-10"
+    params: Mapped[int] = mapped_column(BigInteger)  # trainable parameters
+    flops: Mapped[int] = mapped_column(BigInteger)  # MACs of one 32x32 forward pass
+    method: Mapped[str] = mapped_column(String(50), index=True)
+    lam: Mapped[float] = mapped_column(Float)
+    eps: Mapped[float] = mapped_column(Float, index=True)  # [0, 1] pixel units
+    norm: Mapped[str] = mapped_column(String(16))
+    dataset: Mapped[str] = mapped_column(String(100), index=True)  # provenance name, e.g. cifar10-jpeg
+    n_train: Mapped[int | None] = mapped_column(Integer)  # None: the full training split
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    gpu_seconds: Mapped[float | None] = mapped_column(Float)
+    code_version: Mapped[str] = mapped_column(String(100))
+
+    sweep: Mapped[Sweep] = relationship(back_populates="trials")
+    epoch_metrics: Mapped[list[EpochMetric]] = relationship(
+        back_populates="trial", cascade="all, delete-orphan", passive_deletes=True, order_by="EpochMetric.epoch"
+    )
+    final_results: Mapped[list[FinalResult]] = relationship(
+        back_populates="trial", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"Trial(id={self.id!r}, sweep_id={self.sweep_id!r}, idx={self.idx!r}, status={self.status!r})"
+
+
+class EpochMetric(Base):
+    """One row per (trial, epoch); every metric nullable (a method reports what it has)."""
+
+    __tablename__ = "epoch_metrics"
+    __table_args__ = (UniqueConstraint("trial_id", "epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)  # 0-based or 1-based as the trainer reports; unique per trial
+    clean_acc: Mapped[float | None] = mapped_column(Float)  # validation split
+    robust_acc: Mapped[float | None] = mapped_column(Float)
+    stability: Mapped[float | None] = mapped_column(Float)
+    clean_loss_train: Mapped[float | None] = mapped_column(Float)
+    adv_loss_train: Mapped[float | None] = mapped_column(Float)
+    clean_loss_test: Mapped[float | None] = mapped_column(Float)
+    adv_loss_test: Mapped[float | None] = mapped_column(Float)
+    natural_risk: Mapped[float | None] = mapped_column(Float)  # objective's natural-risk term, epoch mean
+    robust_reg: Mapped[float | None] = mapped_column(Float)  # objective's robust-regularisation term, epoch mean
+    local_lipschitz: Mapped[float | None] = mapped_column(Float)  # mean over iterations of max_k ||grad_x L||_1
+    lam_t: Mapped[float | None] = mapped_column(Float)  # lambda at the end of the epoch (WAR) or the fixed lambda
+    lr: Mapped[float | None] = mapped_column(Float)  # per batch of batch_size
+    seconds: Mapped[float | None] = mapped_column(Float)  # wall time of the epoch
+    lam_trajectory: Mapped[list[float] | None] = mapped_column(JSON)  # WAR per-batch lambdas of this epoch
+
+    trial: Mapped[Trial] = relationship(back_populates="epoch_metrics")
+
+
+class FinalResult(Base):
+    """One row per (trial, checkpoint, attack): the full evaluation of the best or the last checkpoint."""
+
+    __tablename__ = "final_results"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "checkpoint", "attack"),
+        CheckConstraint(_in(CHECKPOINTS, "checkpoint"), name="checkpoint"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    checkpoint: Mapped[str] = mapped_column(String(8))  # best | last
+    attack: Mapped[str] = mapped_column(String(50), index=True)  # pgd20 | fgsm | cw | autoattack | ...
+    epoch: Mapped[int | None] = mapped_column(Integer)  # the checkpoint's epoch
+    clean_acc: Mapped[float | None] = mapped_column(Float)
+    robust_acc: Mapped[float | None] = mapped_column(Float)
+    stability: Mapped[float | None] = mapped_column(Float)
+    n_total: Mapped[int | None] = mapped_column(Integer)
+    n_correct: Mapped[int | None] = mapped_column(Integer)
+    n_stable: Mapped[int | None] = mapped_column(Integer)
+    n_robust: Mapped[int | None] = mapped_column(Integer)
+    emp_lipschitz: Mapped[float | None] = mapped_column(Float)  # mean ||f(x)-f(x')||_1 / ||x-x'||_inf, logits
+    emp_lipschitz_blocks: Mapped[list[float] | None] = mapped_column(JSON)  # one per residual block, then logits
+    clean_loss_test: Mapped[float | None] = mapped_column(Float)
+    adv_loss_test: Mapped[float | None] = mapped_column(Float)
+    gpu_seconds: Mapped[float | None] = mapped_column(Float)
+
+    trial: Mapped[Trial] = relationship(back_populates="final_results")

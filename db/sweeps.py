@@ -1,0 +1,184 @@
+"""Sweeps and trials: keyword-only data access taking a `Session`.
+
+Transactions belong to the caller (`with session.begin(): create_sweep(...)`), so a sweep and all its trials are
+written all or nothing; these functions only flush.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from db.fields import SWEEP_STATUSES, TERMINAL_TRIAL_STATUSES, TRIAL_STATUSES
+from db.models import Sweep, Trial, utcnow
+
+# Trial columns a caller may set in `create_sweep` (id, sweep_id and the run-time columns are ours).
+TRIAL_INPUT_KEYS: frozenset[str] = frozenset(
+    {"idx", "config", "config_hash", "arch", "depths", "widths", "params", "flops", "method", "lam", "eps", "norm",
+     "dataset", "n_train", "seed", "status", "code_version"}
+)  # fmt: skip
+
+
+class SweepExists(ValueError):
+    """A sweep with this name already exists."""
+
+
+class NotFound(LookupError):
+    """No sweep or trial with this id."""
+
+
+def _check(status: str, allowed: tuple[str, ...], what: str) -> None:
+    if status not in allowed:
+        raise ValueError(f"{what} status must be one of {list(allowed)}, got {status!r}")
+
+
+def create_sweep(
+    session: Session, *, name: str, spec: dict[str, Any], trials: list[dict[str, Any]], code_version: str
+) -> Sweep:
+    """Insert a sweep (status `queued`) and its trials; flushes, so ids are set. A trial dict holds the trial
+    columns (`idx` defaults to its position, `status` to `queued`, `code_version` to the sweep's). Raises
+    `SweepExists` for a taken name, ValueError for an unknown trial key, IntegrityError for a bad trial row (the
+    caller's transaction then rolls back everything, the sweep row included)."""
+    for i, t in enumerate(trials):
+        unknown = sorted(set(t) - TRIAL_INPUT_KEYS)
+        if unknown:
+            raise ValueError(f"trial {i}: unknown trial field(s) {unknown}")
+        _check(t.get("status", "queued"), TRIAL_STATUSES, f"trial {i}")
+    if session.scalar(select(Sweep.id).where(Sweep.name == name)) is not None:
+        raise SweepExists(f"sweep {name!r} already exists")
+    sweep = Sweep(name=name, spec=spec, status="queued", code_version=code_version, n_trials=len(trials))
+    session.add(sweep)
+    try:
+        session.flush()  # no savepoint (pysqlite's legacy transactions make SAVEPOINTs unreliable)
+    except IntegrityError as e:  # a concurrent insert of the same name won the race
+        raise SweepExists(f"sweep {name!r} already exists") from e
+    set_committed_value(sweep, "trials", [])  # a new sweep has no trials: no lazy load, usable after the session
+    sweep.trials.extend(
+        Trial(**{"idx": i, "status": "queued", "code_version": code_version, **t}) for i, t in enumerate(trials)
+    )
+    session.flush()
+    return sweep
+
+
+def get_sweep(session: Session, *, sweep_id: int) -> Sweep | None:
+    return session.get(Sweep, sweep_id)
+
+
+def get_sweep_by_name_or_id(session: Session, *, ref: str) -> Sweep | None:
+    """`ref` is a sweep name or a numeric id (an id wins when both could match)."""
+    ref = str(ref).strip()
+    if ref.isdigit():
+        sweep = session.get(Sweep, int(ref))
+        if sweep is not None:
+            return sweep
+    return session.scalar(select(Sweep).where(Sweep.name == ref))
+
+
+def list_sweeps(session: Session) -> list[Sweep]:
+    return list(session.scalars(select(Sweep).order_by(Sweep.id)))
+
+
+def list_trials(session: Session, *, sweep_id: int) -> list[Trial]:
+    return list(session.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.idx)))
+
+
+def get_trial(session: Session, *, trial_id: int) -> Trial | None:
+    return session.get(Trial, trial_id)
+
+
+def trial_status_counts(session: Session, *, sweep_id: int) -> dict[str, int]:
+    """Number of trials per status; every trial status is a key (0 when absent)."""
+    counts = dict.fromkeys(TRIAL_STATUSES, 0)
+    rows = session.execute(
+        select(Trial.status, func.count()).where(Trial.sweep_id == sweep_id).group_by(Trial.status)
+    )
+    for status, n in rows:
+        counts[status] = int(n)
+    return counts
+
+
+def _sweep(session: Session, sweep_id: int) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise NotFound(f"no sweep with id {sweep_id}")
+    return sweep
+
+
+def set_sweep_status(session: Session, *, sweep_id: int, status: str) -> Sweep:
+    _check(status, SWEEP_STATUSES, "sweep")
+    sweep = _sweep(session, sweep_id)
+    sweep.status = status
+    session.flush()
+    return sweep
+
+
+def set_sweep_job(session: Session, *, sweep_id: int, ray_job_id: str | None, dashboard_url: str | None) -> Sweep:
+    sweep = _sweep(session, sweep_id)
+    sweep.ray_job_id = ray_job_id
+    sweep.dashboard_url = dashboard_url
+    session.flush()
+    return sweep
+
+
+def mark_trial(
+    session: Session, *, trial_id: int, status: str, error: str | None = None, gpu_seconds: float | None = None
+) -> Trial:
+    """Set a trial's status. `running` sets started_at (first start only; a resumed trial keeps it) and clears
+    ended_at and error; a terminal status (completed, failed, cancelled, stopped) sets ended_at. `error` and
+    `gpu_seconds` are written when given."""
+    _check(status, TRIAL_STATUSES, "trial")
+    trial = session.get(Trial, trial_id)
+    if trial is None:
+        raise NotFound(f"no trial with id {trial_id}")
+    now = utcnow()
+    trial.status = status
+    if status == "running":
+        trial.started_at = trial.started_at or now
+        trial.ended_at = None
+        trial.error = None
+    elif status in TERMINAL_TRIAL_STATUSES:
+        trial.ended_at = now
+    if error is not None:
+        trial.error = error
+    if gpu_seconds is not None:
+        trial.gpu_seconds = float(gpu_seconds)
+    session.flush()
+    return trial
+
+
+def derive_sweep_status(current: str, counts: dict[str, int]) -> str:
+    """The sweep status implied by its trials' status counts (pure; see `refresh_sweep_status`)."""
+    if current == "cancelled":
+        return "cancelled"  # sticky: a cancelled sweep stays cancelled
+    total = sum(counts.values())
+    pending = counts.get("queued", 0) + counts.get("running", 0)
+    if total == 0:
+        return current
+    if pending:
+        if current == "failed":
+            return "failed"  # the job died with trials unfinished; a resume sets `running` explicitly
+        return "queued" if counts.get("queued", 0) == total else "running"
+    if counts.get("failed", 0) == total:
+        return "failed"
+    if counts.get("cancelled", 0) == total:
+        return "cancelled"
+    return "completed"
+
+
+def refresh_sweep_status(session: Session, *, sweep_id: int) -> str:
+    """Derive and store the sweep's status from its trials:
+    - `cancelled` is sticky; a sweep without trials keeps its status;
+    - some trial queued or running: `queued` if no trial has started yet, else `running` (but a sweep marked
+      `failed`, i.e. its job died, stays `failed`);
+    - all trials terminal: `failed` if every trial failed, `cancelled` if every trial was cancelled, otherwise
+      `completed` (failed or early-stopped trials do not fail the sweep)."""
+    sweep = _sweep(session, sweep_id)
+    status = derive_sweep_status(sweep.status, trial_status_counts(session, sweep_id=sweep_id))
+    if status != sweep.status:
+        sweep.status = status
+        session.flush()
+    return status

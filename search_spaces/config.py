@@ -1,0 +1,138 @@
+"""The typed configuration of one trial: everything a worker needs to train and evaluate one network.
+
+Units: eps and step sizes are in [0, 1] pixel units (8/255 = 0.0313...); lr is per batch of `batch_size`
+examples; epochs are passes over the (possibly subsampled) training split. This module imports no torch,
+so the API and the planner can validate and expand configs without it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Norm = Literal["linf", "l2"]
+Start = Literal["uniform", "normal", "none"]  # uniform in the ball | x + 0.001*N(0,1) (TRADES) | x itself
+BNMode = Literal["eval", "train"]
+Checkpoint = Literal["best", "last"]
+
+
+class AttackConfig(BaseModel):
+    """One attack's settings. `step_size=None` means eps/10 (the evaluation default of science.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "pgd"  # registry name in workers.attacks
+    steps: int = Field(10, ge=1)  # iterations
+    step_size: float | None = Field(2 / 255, ge=0.0, le=1.0)  # pixel units per step; None -> eps/10
+    start: Start = "uniform"
+
+    def resolved_step_size(self, eps: float) -> float:
+        return eps / 10 if self.step_size is None else self.step_size
+
+
+class ScheduleConfig(BaseModel):
+    """Learning-rate schedule. `piecewise`: multiply by `gamma` at each milestone (fractions of the epochs when
+    <= 1, epoch numbers otherwise); `cosine`: cosine to 0 over all epochs; `halve_after`: x0.5 every epoch
+    after epoch `halve_after`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["piecewise", "cosine", "halve_after", "constant"] = "piecewise"
+    milestones: tuple[float, ...] = (0.75, 0.9)  # fractions of epochs (<= 1) or epoch numbers (> 1)
+    gamma: float = Field(0.1, gt=0.0)  # lr factor per milestone
+    halve_after: int = Field(75, ge=0)  # epoch after which the lr halves every epoch
+
+
+class TrialConfig(BaseModel):
+    """Everything one trial trains and evaluates. Frozen and JSON round-trippable (stored with the trial)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # architecture
+    model: str = "wrn"  # registry name in workers.models
+    depths: tuple[int, ...] = (5, 5, 5)  # residual blocks per stage (D1, D2, D3); 0 removes a stage
+    widths: tuple[float, ...] = (10.0, 10.0, 10.0)  # width factor per stage (channels 16*W1, 32*W2, 64*W3)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+    # training method and threat model
+    method: str = "sat"  # registry name in workers.methods
+    lam: float = Field(1.0, ge=0.0)  # robust-regularisation weight (TRADES' beta)
+    zeta: float | None = Field(None, gt=0.0)  # WAR's target ratio natural risk / robust regulariser
+    war_alpha: float = Field(0.1, gt=0.0)  # WAR's lambda step
+    eps: float = Field(8 / 255, ge=0.0, le=1.0)  # attack radius, pixel units
+    norm: Norm = "linf"
+    train_attack: AttackConfig = AttackConfig()
+    eval_attack: AttackConfig = AttackConfig(steps=20, step_size=None)
+    bn_mode_attack: BNMode = "eval"  # BN mode while generating training attacks
+
+    # data
+    dataset: str = "cifar10"  # cifar10 | cifar100 | svhn | imagefolder | synthetic
+    dataset_label: str | None = None  # provenance name written with results (e.g. cifar10-jpeg); None: dataset
+    n_train: int | None = Field(None, ge=10)  # class-balanced seeded subset of train; None: all
+    val_size: int = Field(1000, ge=0)  # held out from train (fixed seed) for per-epoch evaluation
+    n_test: int | None = Field(None, ge=1)  # first n test images for the final evaluation; None: all
+    seed: int = 0
+
+    # optimisation
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(0.1, gt=0.0)  # per batch of batch_size
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(2e-4, ge=0.0)
+    grad_clip: float | None = Field(5.0, gt=0.0)  # max global grad norm; None: off
+    schedule: ScheduleConfig = ScheduleConfig()
+    best_from: float = Field(0.5, ge=0.0, le=1.0)  # best checkpoint chosen from this fraction of epochs on
+
+    # evaluation and execution
+    final_attacks: tuple[str, ...] = ("pgd",)  # run on the best and the last checkpoint: pgd | fgsm | cw | autoattack
+    eval_batch_size: int = Field(512, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA (BN in fp32), fp32 on CPU
+
+    @field_validator("depths")
+    @classmethod
+    def _depths(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v:
+            raise ValueError("depths must not be empty")
+        if any(d < 0 for d in v):
+            raise ValueError(f"depths must be >= 0, got {list(v)}")
+        if all(d == 0 for d in v):
+            raise ValueError("at least one stage must have depth > 0")
+        return v
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v:
+            raise ValueError("widths must not be empty")
+        if any(w <= 0 for w in v):
+            raise ValueError(f"widths must be > 0, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrialConfig:
+        if len(self.depths) != len(self.widths):
+            raise ValueError(f"depths ({len(self.depths)} stages) and widths ({len(self.widths)}) differ in length")
+        return self
+
+    @property
+    def arch(self) -> str:
+        """Stable key such as `wrn-d5-5-5-w10-10-10`."""
+        return arch_key(self.model, self.depths, self.widths)
+
+    @property
+    def provenance_dataset(self) -> str:
+        return self.dataset_label or self.dataset
+
+
+def fmt_num(w: float) -> str:
+    """10.0 -> '10', 2.5 -> '2.5' (keys and CSV columns stay short and stable)."""
+    return str(int(w)) if float(w).is_integer() else f"{w:g}"
+
+
+def arch_key(model: str, depths: tuple[int, ...], widths: tuple[float, ...]) -> str:
+    return f"{model}-d{join_nums(depths)}-w{join_nums(widths)}"
+
+
+def join_nums(xs: tuple[float, ...] | tuple[int, ...]) -> str:
+    return "-".join(fmt_num(x) for x in xs)

@@ -1,0 +1,253 @@
+"""The typed sweep specification and its expansion into trial configs.
+
+A spec names, per axis, the values to try; the expansion is the cartesian product of the axes (or of zipped
+groups of axes), with per-stage depth and width lists themselves expanded as a product across stages:
+`depths=[[1, 3], [5], [5]]` gives d1-5-5 and d3-5-5. No torch here: the API validates specs with this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from search_spaces.catalog import DATASETS, METHOD_DEFAULTS, known
+from search_spaces.config import Norm, TrialConfig
+
+AXES = ("depths", "widths", "gamma", "method", "lam", "eps", "norm", "n_train", "seeds")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be expanded: `field` names the offending field, `reason` says why."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Constraints(BaseModel):
+    """Budgets applied to the expanded plan before launch (parameters and multiply-accumulates per image)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_params: int | None = Field(None, ge=0)
+    max_params: int | None = Field(None, ge=0)
+    min_flops: int | None = Field(None, ge=0)
+    max_flops: int | None = Field(None, ge=0)
+
+
+def _as_list(v: Any) -> Any:
+    return v if isinstance(v, list | tuple) else [v]
+
+
+class SweepSpec(BaseModel):
+    """A sweep: the axes to expand and the training settings shared by every trial."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str = ""
+    model: str = "wrn"
+    depths: list[list[int]] = [[5], [5], [5]]  # per stage: the depth choices
+    widths: list[list[float]] = [[10.0], [10.0], [10.0]]  # per stage: the width-factor choices
+    gamma: list[float] = [1.0]  # width scaling (w10-10-4 x 2 = w20-20-8)
+    method: list[str] = ["sat"]
+    lam: list[float] | None = None  # None: each method's reference default
+    eps: list[float] = [8 / 255]  # pixel units in [0, 1]
+    norm: list[Norm] = ["linf"]
+    dataset: str = "cifar10"
+    n_train: list[int | None] = [None]  # None: the whole training split
+    data_fraction: float | None = Field(None, gt=0.0, le=1.0)  # alternative to n_train: a fraction of train
+    seeds: list[int] = [0]
+    zip: list[list[str]] = []  # groups of axes iterated together instead of crossed
+    training: dict[str, Any] = {}  # TrialConfig fields shared by all trials (epochs, batch_size, lr, ...)
+    constraints: Constraints = Constraints()
+
+    @field_validator("gamma", "method", "lam", "eps", "norm", "n_train", "seeds", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return None if v is None else _as_list(v)
+
+    @field_validator("depths", "widths", mode="before")
+    @classmethod
+    def _per_stage(cls, v: Any) -> Any:
+        return [_as_list(stage) for stage in v] if isinstance(v, list | tuple) else v
+
+    @field_validator("depths")
+    @classmethod
+    def _depths(cls, v: list[list[int]]) -> list[list[int]]:
+        if not v or any(not stage for stage in v):
+            raise ValueError("empty grid: every stage needs at least one depth")
+        for i, stage in enumerate(v):
+            if any(d < 0 for d in stage):
+                raise ValueError(f"stage {i + 1} has a negative depth {min(stage)}")
+        return v
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, v: list[list[float]]) -> list[list[float]]:
+        if not v or any(not stage for stage in v):
+            raise ValueError("empty grid: every stage needs at least one width")
+        for i, stage in enumerate(v):
+            if any(w <= 0 for w in stage):
+                raise ValueError(f"stage {i + 1} has a width {min(stage)} <= 0")
+        return v
+
+    @field_validator("gamma")
+    @classmethod
+    def _gamma(cls, v: list[float]) -> list[float]:
+        if not v or any(g <= 0 for g in v):
+            raise ValueError("width scales must be > 0 and the list non-empty")
+        return v
+
+    @field_validator("eps")
+    @classmethod
+    def _eps(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("empty grid")
+        bad = [e for e in v if not 0.0 <= e <= 1.0]
+        if bad:
+            raise ValueError(f"eps must lie in [0, 1] (pixel units, 8/255 = 0.0314); got {bad[0]}")
+        return v
+
+    @field_validator("lam")
+    @classmethod
+    def _lam(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or any(x < 0 for x in v)):
+            raise ValueError("lambda must be >= 0 and the list non-empty")
+        return v
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: list[str]) -> list[str]:
+        unknown = [m for m in v if m not in METHOD_DEFAULTS]
+        if not v or unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}; known: {known(METHOD_DEFAULTS)}" if v else "empty grid")
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; known: {known(DATASETS)}")
+        return v
+
+    @field_validator("norm", "n_train", "seeds")
+    @classmethod
+    def _non_empty(cls, v: list[Any]) -> list[Any]:
+        if not v:
+            raise ValueError("empty grid")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> SweepSpec:
+        if len(self.depths) != len(self.widths):
+            raise ValueError(f"depths has {len(self.depths)} stages but widths has {len(self.widths)}")
+        seen: set[str] = set()
+        for group in self.zip:
+            for axis in group:
+                if axis not in AXES:
+                    raise ValueError(f"zip: unknown axis {axis!r}; known: {', '.join(AXES)}")
+                if axis in seen:
+                    raise ValueError(f"zip: axis {axis!r} appears in two groups")
+                seen.add(axis)
+        return self
+
+
+def config_hash(cfg: TrialConfig) -> str:
+    """Stable identity of a trial config (sorted-key JSON), used to remove duplicates and to key DB rows."""
+    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _axis_values(spec: SweepSpec) -> dict[str, list[Any]]:
+    n_train = spec.n_train
+    if spec.data_fraction is not None:
+        total = DATASETS[spec.dataset]["n_train"] - int(spec.training.get("val_size", 1000))
+        n_train = [max(10, round(spec.data_fraction * total))]
+    return {
+        "depths": [tuple(d) for d in itertools.product(*spec.depths)],
+        "widths": [tuple(w) for w in itertools.product(*spec.widths)],
+        "gamma": spec.gamma,
+        "method": spec.method,
+        "lam": spec.lam if spec.lam is not None else [None],
+        "eps": spec.eps,
+        "norm": spec.norm,
+        "n_train": n_train,
+        "seeds": spec.seeds,
+    }
+
+
+def _combinations(spec: SweepSpec) -> list[dict[str, Any]]:
+    values = _axis_values(spec)
+    groups: list[list[str]] = [list(g) for g in spec.zip]
+    grouped = {a for g in groups for a in g}
+    groups += [[a] for a in AXES if a not in grouped]
+    columns: list[list[dict[str, Any]]] = []
+    for group in groups:
+        lengths = {a: len(values[a]) for a in group}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{a}={n}" for a, n in lengths.items())
+            raise SpecError("zip", f"zipped axes have different lengths ({detail})")
+        columns.append([{a: values[a][i] for a in group} for i in range(len(values[group[0]]))])
+    combos = []
+    for parts in itertools.product(*columns):
+        merged: dict[str, Any] = {}
+        for p in parts:
+            merged.update(p)
+        combos.append(merged)
+    return combos
+
+
+def _trial_fields(spec: SweepSpec, combo: dict[str, Any]) -> dict[str, Any]:
+    method = combo["method"]
+    defaults = METHOD_DEFAULTS[method]
+    fields: dict[str, Any] = {k: v for k, v in defaults.items() if k != "train_attack"}
+    fields.update(spec.training)
+    attack = {**defaults.get("train_attack", {}), **dict(spec.training.get("train_attack", {}))}
+    if attack:
+        fields["train_attack"] = attack
+    fields.update(
+        model=spec.model,
+        depths=combo["depths"],
+        widths=tuple(round(w * combo["gamma"], 6) for w in combo["widths"]),
+        method=method,
+        eps=0.0 if method == "clean" else combo["eps"],
+        norm=combo["norm"],
+        dataset=spec.dataset,
+        n_train=combo["n_train"],
+        seed=combo["seeds"],
+    )
+    if combo["lam"] is not None:
+        fields["lam"] = combo["lam"]
+    return fields
+
+
+def expand(spec: SweepSpec) -> list[TrialConfig]:
+    """Every trial config of the spec, in a stable order, duplicates removed. Raises SpecError."""
+    out: dict[str, TrialConfig] = {}
+    for combo in _combinations(spec):
+        fields = _trial_fields(spec, combo)
+        try:
+            cfg = TrialConfig(**fields)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "training"
+            raise SpecError(_spec_field(loc), err["msg"]) from None
+        out.setdefault(config_hash(cfg), cfg)
+    if not out:
+        raise SpecError("spec", "empty grid: the spec expands to no trials")
+    return list(out.values())
+
+
+def _spec_field(loc: str) -> str:
+    head = loc.split(".")[0]
+    if head in {"depths", "widths", "method", "lam", "eps", "norm", "n_train", "dataset", "model"}:
+        return head
+    if head == "seed":
+        return "seeds"
+    return f"training.{loc}"

@@ -1,0 +1,251 @@
+"""The only code in ``service/`` that talks to Ray: start or find the Ray head, submit and watch sweep jobs.
+
+Ray 2.60 token auth: every dashboard / job REST request needs ``Authorization: Bearer <token>``; the token is
+what Ray's loader finds first among ``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``.
+We send it explicitly: ``JobSubmissionClient`` adds it only when *this* process has ``RAY_AUTH_MODE=token``.
+Ray is imported lazily so that importing this module (e.g. from the API) stays cheap."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shlex
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
+logger = logging.getLogger(__name__)
+
+HEAD_START_TIMEOUT_S = 60.0  # seconds to wait for a fresh head's dashboard to answer
+HEAD_STOP_TIMEOUT_S = 15.0  # seconds between SIGTERM and SIGKILL of the head's process group
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    address: str  # job-submission address: the dashboard URL, http://host:port
+    gcs_address: str  # host:port of the GCS ("" when unknown, e.g. a remote cluster given by dashboard URL)
+    dashboard_url: str
+    started_by_us: bool  # True when this call started the local head (the caller may stop it)
+
+
+def _load_token() -> str:  # what Ray itself would send; "" when there is none
+    from ray._raylet import AuthenticationTokenLoader
+
+    loader = AuthenticationTokenLoader.instance()
+    loader.reset_cache()  # the C++ loader caches; env vars or files may have changed
+    try:
+        return str(loader.get_raw_token(ignore_auth_mode=True))
+    except Exception:  # ray.exceptions.AuthenticationError: RAY_AUTH_TOKEN_PATH names a missing/empty file
+        return ""
+
+
+def ensure_auth_token() -> str:
+    """Return the Ray auth token, first writing a new one (0600) where Ray looks for it when there is none."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if not os.environ.get("RAY_AUTH_TOKEN") and not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError), os.fdopen(  # O_EXCL: a concurrent writer's token wins
+            os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w"
+        ) as f:
+            f.write(secrets.token_hex(32))  # same format as `ray get-auth-token --generate`
+            logger.info("generated a Ray auth token at %s", path)
+    return _load_token()
+
+
+def auth_headers() -> dict[str, str]:
+    """``{"Authorization": "Bearer <token>"}`` for the dashboard, or ``{}`` when no token exists here."""
+    if token := _load_token():
+        return {"Authorization": f"Bearer {token}"}
+    logger.warning("no Ray auth token found; requests to an authenticated cluster will get HTTP 401")
+    return {}
+
+
+def dashboard_url(cluster: RayCluster) -> str:
+    return cluster.dashboard_url
+
+
+def _probe_dashboard(url: str) -> int | None:  # status of an authenticated GET /api/version; None: no answer
+    try:
+        return httpx.get(f"{url}/api/version", headers=auth_headers(), timeout=2.0).status_code
+    except httpx.TransportError:
+        return None
+
+
+def _free_port() -> int:  # racy by nature, but only used for ports nobody else asks for by number
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ray_temp_dir(settings: Settings) -> Path:
+    from ray._common.utils import get_default_ray_temp_dir
+
+    return Path(settings.ray_temp_dir or get_default_ray_temp_dir())
+
+
+def _state_file(settings: Settings) -> Path:  # {"pid": ..., **RayCluster} of the head we started
+    return _ray_temp_dir(settings) / f"robustgrid-head-{settings.dashboard_port}.json"
+
+
+def _remote_cluster(address: str, dashboard_port: int) -> RayCluster:  # dashboard URL or GCS host:port
+    if address.startswith(("http://", "https://")):
+        return RayCluster(address=address.rstrip("/"), gcs_address="", dashboard_url=address.rstrip("/"),
+                          started_by_us=False)
+    url = f"http://{address.rsplit(':', 1)[0]}:{dashboard_port}"
+    return RayCluster(address=url, gcs_address=address, dashboard_url=url, started_by_us=False)
+
+
+def ensure_ray_head(settings: Settings) -> RayCluster:
+    """The cluster to submit to: ``settings.ray_address``, else a local head (reused when one already answers)."""
+    if settings.ray_address:
+        return _remote_cluster(settings.ray_address, settings.dashboard_port)
+    url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
+    ensure_auth_token()
+    state_file = _state_file(settings)
+    status = _probe_dashboard(url)
+    if status == 200:
+        gcs = json.loads(state_file.read_text())["gcs_address"] if state_file.is_file() else ""
+        logger.info("reusing the Ray head at %s", url)
+        return RayCluster(address=url, gcs_address=gcs, dashboard_url=url, started_by_us=False)
+    if status is not None:
+        raise RuntimeError(f"{url}/api/version answers HTTP {status}: not a Ray head that accepts our token")
+    return _start_local_head(settings, url, state_file)
+
+
+def _start_local_head(settings: Settings, url: str, state_file: Path) -> RayCluster:
+    from ray._private.services import get_node_ip_address
+
+    temp_dir = _ray_temp_dir(settings)
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--disable-usage-stats", "--include-dashboard=true",
+           f"--port={settings.ray_port}", f"--dashboard-host={settings.dashboard_host}",
+           f"--dashboard-port={settings.dashboard_port}", f"--temp-dir={temp_dir}",
+           # random ports so that two local heads (e.g. parallel test sessions) never share a job agent
+           f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"]
+    if settings.ray_num_cpus is not None:
+        cmd.append(f"--num-cpus={settings.ray_num_cpus}")
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # keep auth on even if the caller's env says otherwise
+    env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")  # no Serve replicas to drain on a local head
+    log_path = temp_dir / f"robustgrid-head-{settings.dashboard_port}.log"
+    logger.info("starting a local Ray head: %s (log: %s)", shlex.join(cmd), log_path)
+    # own session: outlives the request and the API process, stops by process group; no Popen to warn on GC
+    files = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+             (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+             (os.POSIX_SPAWN_DUP2, 1, 2)]
+    pid = os.posix_spawn(cmd[0], cmd, env, file_actions=files, setsid=True)
+    deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+    while _probe_dashboard(url) != 200:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            raise RuntimeError(f"`ray start` exited early; see {log_path}")
+        if time.monotonic() > deadline:
+            _kill_group(pid)
+            raise TimeoutError(f"the Ray dashboard at {url} did not answer in {HEAD_START_TIMEOUT_S} s; see {log_path}")
+        time.sleep(0.25)
+    cluster = RayCluster(address=url, gcs_address=f"{get_node_ip_address()}:{settings.ray_port}",
+                         dashboard_url=url, started_by_us=True)
+    state_file.write_text(json.dumps({"pid": pid, **asdict(cluster)}))
+    logger.info("Ray head up: dashboard %s, GCS %s, pid %d", url, cluster.gcs_address, pid)
+    return cluster
+
+
+def _kill_group(pid: int) -> None:
+    """SIGTERM `ray start --block` (it stops its Ray processes), then SIGKILL what is left of its group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + HEAD_STOP_TIMEOUT_S
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)  # pgid == pid: the head leads its own session
+
+
+def _alive(pid: int) -> bool:  # reaps the head when it is our child; polls it when another process started it
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    return Path(f"/proc/{pid}").exists()
+
+
+def stop_local_head(settings: Settings) -> bool:
+    """Stop the local head that ``ensure_ray_head`` started for these settings; False when there is none."""
+    state_file = _state_file(settings)
+    if not state_file.is_file():
+        return False
+    pid = int(json.loads(state_file.read_text())["pid"])
+    state_file.unlink()
+    if not _is_our_head(pid):  # stale state file: the head died and its pid may belong to someone else now
+        logger.warning("no running `ray start --head` with pid %d; removed the stale %s", pid, state_file)
+        return False
+    logger.info("stopping the local Ray head (pid %d)", pid)
+    _kill_group(pid)
+    return True
+
+
+def _is_our_head(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"start" in cmdline and b"--head" in cmdline and os.getpgid(pid) == pid
+
+
+def job_client(cluster: RayCluster) -> JobSubmissionClient:
+    """A ``JobSubmissionClient`` for the cluster that sends our auth token."""
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(cluster.address, headers=auth_headers())
+
+
+def _job_env(settings: Settings, env: Mapping[str, str] | None) -> dict[str, str]:
+    out = {"ROBUSTGRID_DATABASE_URL": settings.database_url, "ROBUSTGRID_STORAGE_PATH": settings.storage_path}
+    if settings.data_root is not None:
+        out["ROBUSTGRID_DATA_ROOT"] = settings.data_root
+    return {**out, **(env or {})}
+
+
+def submit_job(settings: Settings, cluster: RayCluster, *, entrypoint: str, env: Mapping[str, str] | None = None,
+               submission_id: str | None = None) -> str:
+    """Submit any shell entrypoint as a Ray job carrying our settings in its env; returns the job id."""
+    job_id = job_client(cluster).submit_job(entrypoint=entrypoint, submission_id=submission_id,
+                                            runtime_env={"env_vars": _job_env(settings, env)})
+    logger.info("submitted Ray job %s: %s", job_id, entrypoint)
+    return str(job_id)
+
+
+def submit_sweep_job(settings: Settings, cluster: RayCluster, *, sweep_id: int, env: dict[str, str]) -> str:
+    """Submit ``python -m workers.driver <sweep_id>`` (the project is installed in the cluster's Python)."""
+    # A local head runs our own interpreter; a remote cluster runs whatever `python` its image has.
+    python = sys.executable if not settings.ray_address else "python"
+    entrypoint = shlex.join([python, "-m", "workers.driver", str(sweep_id)])
+    submission_id = f"robustgrid-sweep-{sweep_id}-{uuid.uuid4().hex[:8]}"
+    return submit_job(settings, cluster, entrypoint=entrypoint, env=env, submission_id=submission_id)
+
+
+def job_status(settings: Settings, cluster: RayCluster, job_id: str) -> str:
+    """One of PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED."""
+    return str(job_client(cluster).get_job_status(job_id).value)
+
+
+def stop_job(settings: Settings, cluster: RayCluster, job_id: str) -> bool:
+    """Ask Ray to stop the job; False when it had already finished."""
+    return bool(job_client(cluster).stop_job(job_id))
+
+
+def job_logs(settings: Settings, cluster: RayCluster, job_id: str) -> str:
+    return str(job_client(cluster).get_job_logs(job_id))

@@ -1,0 +1,114 @@
+"""Request and response schemas of the API (and the CLI's JSON output)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from search_spaces.spec import SweepSpec
+
+
+class SweepRequest(BaseModel):
+    """Either a preset name (plus overrides) or a full spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    preset: str | None = None
+    overrides: dict[str, Any] = {}  # fidelity knobs (epochs, n_train, width_multiplier) or any spec field
+    spec: SweepSpec | None = None
+    data_root: str | None = None  # server-side path; default: the service's ROBUSTGRID_DATA_ROOT
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SweepRequest:
+        if (self.preset is None) == (self.spec is None):
+            raise ValueError("give exactly one of 'preset' or 'spec'")
+        if self.spec is not None and self.overrides:
+            raise ValueError("'overrides' go with a preset; put the values into 'spec' instead")
+        return self
+
+
+class PlanTrial(BaseModel):
+    arch: str
+    depths: str
+    widths: str
+    params: int
+    flops: int
+    method: str
+    lam: float
+    eps: float
+    norm: str
+    dataset: str
+    n_train: int | None
+    seed: int
+    est_gpu_seconds: float
+
+
+class PlanTotals(BaseModel):
+    n_trials: int
+    params_min: int
+    params_max: int
+    flops_min: int
+    flops_max: int
+    est_gpu_hours: float
+
+
+class PlanOut(BaseModel):
+    totals: PlanTotals
+    trials: list[PlanTrial]
+
+
+class SweepOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    status: str
+    n_trials: int
+    created_at: datetime
+    code_version: str
+    ray_job_id: str | None
+    dashboard_url: str | None
+    counts: dict[str, int] = {}
+    totals: PlanTotals | None = None
+
+
+class SweepDetail(SweepOut):
+    spec: dict[str, Any]
+
+
+class TrialOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    idx: int
+    arch: str
+    depths: str
+    widths: str
+    params: int
+    flops: int
+    method: str
+    lam: float
+    eps: float
+    norm: str
+    dataset: str
+    n_train: int | None
+    seed: int
+    status: str
+    error: str | None
+    gpu_seconds: float | None
+    config: dict[str, Any]
+
+
+class ParetoOut(BaseModel):
+    metrics: list[str]
+    maximize: list[bool]
+    n_points: int
+    front: list[dict[str, Any]]
+
+
+class EpsilonStarOut(BaseModel):
+    sweep: str
+    groups: list[dict[str, Any]]

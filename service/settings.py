@@ -1,0 +1,60 @@
+"""The service's settings: one pydantic-settings class, environment prefix ``ROBUSTGRID_``.
+
+Every path default is absolute (resolved against the working directory when the settings are built), because
+the values travel to Ray job drivers that run in another working directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{Path.cwd().resolve() / 'robustgrid.db'}"  # four slashes: sqlite:////abs/path
+
+
+def _default_storage_path() -> str:
+    return str(Path.cwd().resolve() / "ray_results")
+
+
+class Settings(BaseSettings):
+    """Service configuration; each field reads ``ROBUSTGRID_<FIELD>`` (e.g. ``ROBUSTGRID_RAY_ADDRESS``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ROBUSTGRID_", extra="ignore")
+
+    database_url: str = Field(default_factory=_default_database_url)  # SQLAlchemy URL
+    data_root: str | None = None  # where datasets live or are downloaded to
+    # "" = start (or reuse) a local Ray head; else the dashboard URL (http://head:8265) or the GCS address
+    # (head:6379, dashboard assumed at dashboard_port on the same host).
+    ray_address: str = ""
+    storage_path: str = Field(default_factory=_default_storage_path)  # Ray results and checkpoints (dir or URI)
+    dashboard_host: str = "127.0.0.1"  # local head: interface the Ray dashboard binds to
+    dashboard_port: int = 8265  # local head: Ray dashboard / job REST API port
+    ray_port: int = 6379  # local head: GCS port
+    ray_num_cpus: int | None = None  # local head: CPUs to advertise (None = all cores)
+    ray_temp_dir: str | None = None  # local head: Ray's temp/session dir (None = Ray's default, /tmp/ray)
+    max_trials: int = 2000  # largest sweep (trials) the API accepts
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    @field_validator("storage_path")
+    @classmethod
+    def _absolute_storage(cls, value: str) -> str:
+        if "://" in value:  # s3://, gs://, ... are passed through
+            return value
+        return str(Path(value).expanduser().resolve())
+
+    @field_validator("ray_temp_dir")
+    @classmethod
+    def _absolute_temp_dir(cls, value: str | None) -> str | None:
+        return None if not value else str(Path(value).expanduser().resolve())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build ``Settings(...)`` directly or call ``get_settings.cache_clear()``."""
+    return Settings()

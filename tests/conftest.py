@@ -1,0 +1,22 @@
+"""Shared fixtures. Keep this small: package-specific fixtures live next to their tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def real_data_root() -> Path:
+    """The cifar10-jpeg ImageFolder tree: $ROBUSTGRID_TEST_DATA_ROOT, else <repo>/.data/cifar10-jpeg."""
+    root = Path(os.environ.get("ROBUSTGRID_TEST_DATA_ROOT") or REPO / ".data" / "cifar10-jpeg")
+    if not (root / "train").is_dir() and not (root / "cifar10-jpeg" / "train").is_dir():
+        pytest.skip(
+            f"no cifar10-jpeg images at {root}: unpack shared/data/cifar10-jpeg.tar.gz there "
+            "or set ROBUSTGRID_TEST_DATA_ROOT"
+        )
+    return root

@@ -1,0 +1,100 @@
+"""The launcher against a real local Ray head: token auth on the dashboard, a job through the submit path."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service import launcher
+from service.settings import Settings
+
+pytestmark = pytest.mark.ray
+
+JOB_TIMEOUT_S = 30.0  # seconds for the trivial job to reach a terminal state
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[tuple[Settings, launcher.RayCluster]]:
+    """A private head: own temp dir (short path: Ray's unix sockets live under it), own token file, free ports."""
+    from ray._raylet import AuthenticationTokenLoader
+
+    tmp = Path(tempfile.mkdtemp(prefix="rgray-"))
+    settings = Settings(
+        database_url=f"sqlite:///{tmp / 'test.db'}",
+        storage_path=str(tmp / "results"),
+        dashboard_port=launcher._free_port(),
+        ray_port=launcher._free_port(),
+        ray_num_cpus=2,
+        ray_temp_dir=str(tmp / "ray"),
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_TOKEN_PATH", str(tmp / "auth_token"))  # never touch ~/.ray/auth_token
+        mp.delenv("RAY_AUTH_TOKEN", raising=False)
+        cluster = launcher.ensure_ray_head(settings)
+        try:
+            yield settings, cluster
+        finally:
+            launcher.stop_local_head(settings)
+    AuthenticationTokenLoader.instance().reset_cache()  # drop our token from Ray's process-wide cache
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_dashboard_requires_the_token(head: tuple[Settings, launcher.RayCluster]) -> None:
+    settings, cluster = head
+    assert cluster.started_by_us
+    assert cluster.dashboard_url == launcher.dashboard_url(cluster) == f"http://127.0.0.1:{settings.dashboard_port}"
+    assert cluster.gcs_address.endswith(f":{settings.ray_port}")
+    token_file = Path(settings.ray_temp_dir or "").parent / "auth_token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    url = f"{cluster.dashboard_url}/api/version"
+    assert httpx.get(url, timeout=5).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 403
+    assert httpx.get(url, headers=launcher.auth_headers(), timeout=5).status_code == 200
+    assert launcher.auth_headers() == {"Authorization": f"Bearer {launcher.ensure_auth_token()}"}
+
+
+def test_second_call_reuses_the_head(head: tuple[Settings, launcher.RayCluster]) -> None:
+    settings, cluster = head
+    again = launcher.ensure_ray_head(settings)
+    assert not again.started_by_us
+    assert (again.address, again.gcs_address) == (cluster.address, cluster.gcs_address)
+
+
+def test_job_runs_on_the_head(head: tuple[Settings, launcher.RayCluster]) -> None:
+    settings, cluster = head
+    code = (
+        "import os, ray; ray.init(address='auto'); "
+        "print('cpus=%d' % ray.cluster_resources()['CPU']); "
+        "print('db=' + os.environ['ROBUSTGRID_DATABASE_URL']); print('extra=' + os.environ['RG_EXTRA'])"
+    )
+    job_id = launcher.submit_job(
+        settings, cluster, entrypoint=shlex.join([sys.executable, "-c", code]), env={"RG_EXTRA": "42"},
+        submission_id="robustgrid-test-job",
+    )
+    assert job_id == "robustgrid-test-job"
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while (status := launcher.job_status(settings, cluster, job_id)) not in {"SUCCEEDED", "FAILED", "STOPPED"}:
+        assert time.monotonic() < deadline, f"job still {status} after {JOB_TIMEOUT_S} s"
+        time.sleep(0.5)
+    logs = launcher.job_logs(settings, cluster, job_id)
+    assert status == "SUCCEEDED", logs
+    assert "cpus=2" in logs
+    assert f"db={settings.database_url}" in logs
+    assert "extra=42" in logs
+    assert launcher.stop_job(settings, cluster, job_id) is False  # already finished: nothing to stop
+
+
+def test_sweep_job_id_and_stop(head: tuple[Settings, launcher.RayCluster]) -> None:
+    settings, cluster = head
+    job_id = launcher.submit_sweep_job(settings, cluster, sweep_id=7, env={})
+    assert job_id.startswith("robustgrid-sweep-7-")
+    assert launcher.job_status(settings, cluster, job_id) in {"PENDING", "RUNNING", "SUCCEEDED", "FAILED"}
+    launcher.stop_job(settings, cluster, job_id)

@@ -1,0 +1,129 @@
+"""Our PGD-20 against two external implementations on the same tiny trained model and the same 1000 images:
+
+- torchattacks.PGD(eps, alpha, steps=20, random_start=True): robust accuracy within 1 point of ours;
+- AutoAttack (pyautoattack 0.2.0), a stronger attack: its robust accuracy is not above ours by more than 1 point.
+  AA_VERSION below says which AutoAttack ran: 'standard' (APGD-CE, APGD-T, FAB-T, Square) fits the time budget on
+  this model; set it to ('apgd-ce', 'apgd-t') for the cheaper 'custom' version.
+
+Threat model: linf, eps = 4/255 (chosen so that ~half the points are robust: a comparison at 0 % or 100 % would say
+nothing), step eps/10 as the evaluation default. Each test skips with a reason when its package is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from workers.attacks import make_attack
+from workers.attacks.autoattack import AutoAttack
+
+EPS = 4 / 255
+ALPHA = EPS / 10
+N_TEST = 1000
+AA_VERSION: tuple[str, ...] | None = None  # None: 'standard'; e.g. ("apgd-ce", "apgd-t"): 'custom'
+
+
+class TinyNet(nn.Module):
+    """conv stem -> one pre-activation residual block -> linear head; (B, 3, 8, 8) -> (B, 10)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.stem(x)
+        return self.head(F.relu(h + self.conv(F.relu(self.bn(h)))).flatten(1))
+
+
+def synthetic(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """10 classes: a fixed +-1 pattern per class at amplitude 0.04 on grey plus N(0, 0.1) noise, in [0, 1]."""
+    patterns = torch.randint(0, 2, (10, 3, 8, 8), generator=torch.Generator().manual_seed(123)).float() * 2 - 1
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = 0.5 + 0.04 * patterns[y] + 0.1 * torch.randn(n, 3, 8, 8, generator=g)
+    return x.clamp(0, 1), y
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[tuple[nn.Module, Tensor, Tensor, float]]:
+    """The trained model, the test images and our PGD-20 robust accuracy (seed 0), on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = TinyNet()
+    x, y = synthetic(2000, seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(5):
+        for i in range(0, len(y), 100):
+            opt.zero_grad()
+            F.cross_entropy(model(x[i : i + 100]), y[i : i + 100]).backward()
+            opt.step()
+    model.eval()
+    xt, yt = synthetic(N_TEST, seed=2)
+    torch.manual_seed(0)
+    ours = accuracy(model, make_attack("pgd", eps=EPS, steps=20, step_size=ALPHA)(model, xt, yt), yt)
+    yield model, xt, yt, ours
+    torch.set_num_threads(threads)
+
+
+def _torchattacks_pgd(monkeypatch: pytest.MonkeyPatch) -> type:
+    """torchattacks.PGD. Its package __init__ imports every attack and some need scipy, which PGD does not: when
+    that import fails, load just torchattacks/attack.py and attacks/pgd.py (sys.modules is restored afterwards)."""
+    if importlib.util.find_spec("torchattacks") is None:
+        pytest.skip("torchattacks not installed (pip install --no-deps torchattacks)")
+    try:
+        import torchattacks
+
+        return torchattacks.PGD
+    except ImportError:
+        pass
+    for name in [m for m in sys.modules if m == "torchattacks" or m.startswith("torchattacks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    root = Path(importlib.util.find_spec("torchattacks").origin).parent  # type: ignore[union-attr, arg-type]
+    for name, path in [("torchattacks", root), ("torchattacks.attacks", root / "attacks")]:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [str(path)]
+        monkeypatch.setitem(sys.modules, name, pkg)
+    for name in ("torchattacks.attack", "torchattacks.attacks.pgd"):
+        monkeypatch.setitem(sys.modules, name, None)  # registered so that monkeypatch removes it at teardown
+        del sys.modules[name]
+        importlib.import_module(name)
+    return sys.modules["torchattacks.attacks.pgd"].PGD
+
+
+def test_pgd20_matches_torchattacks(setup, monkeypatch):
+    model, x, y, ours = setup
+    pgd_cls = _torchattacks_pgd(monkeypatch)
+    torch.manual_seed(0)
+    theirs = accuracy(model, pgd_cls(model, eps=EPS, alpha=ALPHA, steps=20, random_start=True)(x, y), y)
+    clean = accuracy(model, x, y)
+    print(f"\nclean {clean:.3f}  PGD-20 ours {ours:.3f}  torchattacks {theirs:.3f}")
+    assert 0.2 <= ours <= clean - 0.2  # a regime where the comparison means something
+    assert abs(ours - theirs) <= 0.01
+
+
+def test_pgd20_not_above_autoattack(setup):
+    if importlib.util.find_spec("pyautoattack") is None:
+        pytest.skip("pyautoattack not installed (pip install robustgrid[autoattack])")
+    model, x, y, ours = setup
+    torch.manual_seed(0)
+    aa = accuracy(model, AutoAttack(eps=EPS, attacks=AA_VERSION)(model, x, y), y)
+    print(f"\nPGD-20 ours {ours:.3f}  AutoAttack ({AA_VERSION or 'standard'}) {aa:.3f}")
+    assert aa <= ours + 0.01

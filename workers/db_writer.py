@@ -1,0 +1,101 @@
+"""The Tune callback that is the single writer of results into the database.
+
+Per-epoch rows are upserted by (trial, epoch) and final rows by (trial, checkpoint, attack), so replaying a
+trial after a crash (Tuner.restore) never duplicates or loses a row. Trial status transitions:
+queued -> running -> completed | failed (with the error text).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from ray.tune import Callback
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.engine import make_engine, session_factory
+from db.results import upsert_epoch, upsert_final
+from db.sweeps import mark_trial, refresh_sweep_status
+
+log = logging.getLogger(__name__)
+
+FINAL_KEYS = ("epoch", "clean_acc", "robust_acc", "stability", "n_total", "n_correct", "n_stable", "n_robust",
+              "emp_lipschitz", "emp_lipschitz_blocks", "clean_loss_test", "adv_loss_test", "gpu_seconds")
+EPOCH_KEYS = ("clean_acc", "robust_acc", "stability", "clean_loss_train", "adv_loss_train", "clean_loss_test",
+              "adv_loss_test", "natural_risk", "robust_reg", "local_lipschitz", "lam_t", "lr", "seconds")
+
+
+def _trial_id(trial: Any) -> int:
+    return int(trial.config["trial"]["trial_id"])
+
+
+def error_text(trial: Any) -> str:
+    """`ExceptionType: message` of the trial's original exception, else the tail of Tune's error file."""
+    try:
+        err = trial.get_pickled_error()
+    except Exception:  # noqa: BLE001 - a broken error file must not hide the failure itself
+        err = None
+    cause = getattr(err, "cause", None) or err
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"[:4000]
+    text = trial.get_error() or "unknown error"
+    return str(text)[-4000:]
+
+
+class DBWriter(Callback):
+    """Writes what trials report into the database at `database_url`. Tune pickles its callbacks with the
+    experiment (for Tuner.restore), so the engine is created lazily and never pickled."""
+
+    def __init__(self, database_url: str, sweep_id: int):
+        self.database_url, self.sweep_id = database_url, sweep_id
+        self.failed: set[int] = set()
+        self._sessions: sessionmaker[Session] | None = None
+
+    @property
+    def make_session(self) -> sessionmaker[Session]:
+        if self._sessions is None:
+            self._sessions = session_factory(make_engine(self.database_url))
+        return self._sessions
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_sessions": None}
+
+    def _mark(self, trial: Any, status: str, **kw: Any) -> None:
+        with self.make_session.begin() as s:
+            mark_trial(s, trial_id=_trial_id(trial), status=status, **kw)
+            refresh_sweep_status(s, sweep_id=self.sweep_id)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._mark(trial, "running")
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+        tid, kind = _trial_id(trial), result.get("kind")
+        with self.make_session.begin() as s:
+            if kind == "epoch":
+                metrics = {k: result.get(k) for k in EPOCH_KEYS}
+                traj = json.loads(result.get("lam_trajectory") or "null")
+                if traj is not None:
+                    metrics["lam_trajectory"] = traj
+                upsert_epoch(s, trial_id=tid, epoch=int(result["epoch"]), metrics=metrics)
+            elif kind == "final":
+                for row in json.loads(result["final_rows"]):
+                    metrics = {k: row.get(k) for k in FINAL_KEYS}
+                    upsert_final(s, trial_id=tid, checkpoint=row["checkpoint"], attack=row["attack"], metrics=metrics)
+                mark_trial(s, trial_id=tid, status="completed", gpu_seconds=float(result["gpu_seconds"]))
+            elif kind == "failed":
+                self.failed.add(tid)
+                mark_trial(s, trial_id=tid, status="failed", error=str(result["error"]))
+            refresh_sweep_status(s, sweep_id=self.sweep_id)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        # completion rows were written with the final result; a trial that ended without one failed silently
+        tid = _trial_id(trial)
+        if tid in self.failed or trial.last_result.get("kind") == "final":
+            return
+        self._mark(trial, "failed", error="trial ended without a final evaluation")
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        text = error_text(trial)
+        log.warning("trial %s failed: %s", _trial_id(trial), text.splitlines()[0] if text else "")
+        self._mark(trial, "failed", error=text)

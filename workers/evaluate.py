@@ -1,0 +1,81 @@
+"""Clean accuracy, robust accuracy and perturbation stability of a model under one attack.
+
+Counts are kept as integers so the identity robust = correct AND stable can be checked on stored rows:
+n_robust <= min(n_correct, n_stable) and n_robust >= n_correct + n_stable - n_total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Attack = Callable[..., Tensor]
+
+
+@dataclass
+class EvalCounts:
+    n_total: int = 0
+    n_correct: int = 0  # argmax f(x) == y
+    n_robust: int = 0  # argmax f(x') == y
+    n_stable: int = 0  # argmax f(x') == argmax f(x)
+    clean_loss_sum: float = 0.0
+    adv_loss_sum: float = 0.0
+
+    def metrics(self) -> dict[str, float | int]:
+        n = max(self.n_total, 1)
+        return {
+            "clean_acc": self.n_correct / n,
+            "robust_acc": self.n_robust / n,
+            "stability": self.n_stable / n,
+            "clean_loss_test": self.clean_loss_sum / n,
+            "adv_loss_test": self.adv_loss_sum / n,
+            "n_total": self.n_total,
+            "n_correct": self.n_correct,
+            "n_robust": self.n_robust,
+            "n_stable": self.n_stable,
+        }
+
+
+def to_float(x_u8: Tensor) -> Tensor:
+    """uint8 (B, C, H, W) -> float32 in [0, 1], contiguous in the layout the model expects."""
+    return x_u8.float().div_(255.0)
+
+
+def evaluate(
+    model: nn.Module,
+    x_u8: Tensor,
+    y: Tensor,
+    *,
+    attack: Attack | None,
+    batch_size: int,
+    on_batch: Callable[[Tensor, Tensor], None] | None = None,
+) -> dict[str, float | int]:
+    """Evaluate in eval mode (the caller's mode is restored). `attack(model, x, y) -> x_adv`; None: clean only
+    (robust = clean). `on_batch(x, x_adv)` sees every batch (for extra metrics such as the Lipschitz estimate)."""
+    was_training = model.training
+    model.eval()
+    c = EvalCounts()
+    try:
+        for i in range(0, len(y), batch_size):
+            x, t = to_float(x_u8[i : i + batch_size]), y[i : i + batch_size]
+            with torch.no_grad():
+                logits = model(x).float()  # (B, K)
+            x_adv = attack(model, x, t) if attack is not None else x
+            with torch.no_grad():
+                adv_logits = logits if attack is None else model(x_adv).float()
+            pred, adv_pred = logits.argmax(1), adv_logits.argmax(1)
+            c.n_total += len(t)
+            c.n_correct += int((pred == t).sum())
+            c.n_robust += int((adv_pred == t).sum())
+            c.n_stable += int((adv_pred == pred).sum())
+            c.clean_loss_sum += float(F.cross_entropy(logits, t, reduction="sum"))
+            c.adv_loss_sum += float(F.cross_entropy(adv_logits, t, reduction="sum"))
+            if on_batch is not None:
+                on_batch(x, x_adv)
+    finally:
+        model.train(was_training)
+    return c.metrics()

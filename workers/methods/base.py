@@ -1,0 +1,115 @@
+"""What every training method shares: its context and output, BN-mode handling, the attack with the local
+Lipschitz tracker, and the 'train on the adversarial example' loss of SAT and FGSM training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from workers.attacks import Attack
+
+
+@dataclass
+class MethodContext:
+    """Per-trial settings of a method (built once by the trainer) plus its mutable per-trial state."""
+
+    eps: float  # attack radius, [0, 1] pixel units
+    norm: str  # linf | l2
+    lam: float  # robust-regularisation weight (TRADES' beta); WAR ignores it and adapts its own
+    attack: Attack | None  # training attack made from cfg.train_attack (None for clean training)
+    steps: int  # attack steps, for methods that build their own attack (TRADES, FGSM)
+    step_size: float  # pixel units per step
+    start: str  # uniform | normal | none
+    bn_mode: str = "eval"  # BN mode while generating the attack; the caller's mode is restored afterwards
+    zeta: float | None = None  # WAR's target ratio natural risk / robust regulariser
+    war_alpha: float = 0.1  # WAR's lambda step
+    state: dict[str, Any] = field(default_factory=dict)  # e.g. WAR's 'lam_t'; checkpointed by the trainer
+
+
+@dataclass
+class MethodOutput:
+    loss: Tensor  # scalar to back-propagate
+    natural_risk: Tensor  # detached scalar: mean CE on the clean batch
+    robust_reg: Tensor  # detached scalar: the regulariser before lambda (SAT: L(x')-L(x); GAT: clipped; TRADES: KL)
+    lam: float  # lambda used this batch (WAR: lam_t)
+    local_lipschitz: float | None  # max over attack steps of the batch mean of ||grad_x L(x_k)||_1; None: no attack
+    clean_logits: Tensor | None  # detached (B, K)
+    adv_logits: Tensor | None  # detached (B, K)
+
+
+MethodFn = Callable[[nn.Module, Tensor, Tensor, MethodContext], MethodOutput]
+
+
+@contextmanager
+def bn_mode(model: nn.Module, mode: str) -> Iterator[None]:
+    """Put the model in train ('train') or eval ('eval') mode; restore every submodule's own mode on exit."""
+    if mode not in ("train", "eval"):
+        raise ValueError(f"unknown bn_mode '{mode}'; known: train, eval")
+    saved = [(m, m.training) for m in model.modules()]
+    model.train(mode == "train")
+    try:
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Forward passes inside do not move BN running statistics (for metric-only forwards in train mode)."""
+    saved = [(b, {k: v.clone() for k, v in b.named_buffers(recurse=False)}) for b in model.modules()
+             if isinstance(b, _BatchNorm)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, buffers in saved:
+                for k, v in buffers.items():
+                    getattr(b, k).copy_(v)
+
+
+class GradL1Max:
+    """grad_hook that keeps max over attack steps of the batch mean of ||g_b||_1 (one host sync, at the end)."""
+
+    def __init__(self) -> None:
+        self.best: Tensor | None = None
+
+    def __call__(self, g: Tensor) -> None:  # g (B, C, H, W)
+        v = g.detach().float().abs().flatten(1).sum(1).mean()
+        self.best = v if self.best is None else torch.maximum(self.best, v)
+
+    def value(self) -> float | None:
+        return None if self.best is None else float(self.best)
+
+
+def run_attack(model: nn.Module, x: Tensor, y: Tensor, ctx: MethodContext, attack: Attack | None = None
+               ) -> tuple[Tensor, float | None]:
+    """x_adv from `attack` (default ctx.attack) in ctx.bn_mode, and the local Lipschitz value along its steps."""
+    attack = attack if attack is not None else ctx.attack
+    if attack is None:
+        raise ValueError("this method needs ctx.attack (made from cfg.train_attack)")
+    tracker = GradL1Max()
+    with bn_mode(model, ctx.bn_mode):
+        x_adv = attack(model, x, y, grad_hook=tracker)
+    return x_adv, tracker.value()
+
+
+def train_on_adversarial(model: nn.Module, x: Tensor, y: Tensor, ctx: MethodContext, attack: Attack | None = None
+                         ) -> MethodOutput:
+    """Loss L(x') on the adversarial example only (lambda = 1). The clean forward that gives the natural risk
+    runs without gradient and with BN statistics frozen, so training is exactly that of the reference code."""
+    x_adv, lip = run_attack(model, x, y, ctx, attack)
+    adv_logits = model(x_adv).float()
+    loss = F.cross_entropy(adv_logits, y)
+    with torch.no_grad(), frozen_bn_stats(model):
+        clean_logits = model(x).float()
+    nat = F.cross_entropy(clean_logits, y)
+    return MethodOutput(loss=loss, natural_risk=nat, robust_reg=loss.detach() - nat, lam=1.0, local_lipschitz=lip,
+                        clean_logits=clean_logits, adv_logits=adv_logits.detach())

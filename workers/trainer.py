@@ -1,0 +1,199 @@
+"""Adversarial training of one trial: the loop, per-epoch validation, best-checkpoint tracking, resumption.
+
+The loop is flat and device-resident (airbench style): the data sits on the device as uint8, batches are
+augmented there, metrics accumulate as device tensors and are read once per epoch. The training method is a
+function returning a loss (workers.methods); the trainer alone touches the optimiser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from search_spaces.config import TrialConfig
+from workers.attacks import make_attack
+from workers.data import DataSplits, iterate_batches, load_splits
+from workers.evaluate import evaluate
+from workers.methods import MethodContext, get_method
+from workers.models import build_model
+from workers.optim import lr_at, make_optimizer, validate_schedule
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or inf: the trial ends as failed with reason `non_finite_loss`."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"non_finite_loss at epoch {epoch}")
+        self.epoch = epoch
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed trial needs; saved in every epoch's checkpoint."""
+
+    epoch: int = 0  # completed epochs
+    model: dict[str, Tensor] = field(default_factory=dict)
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    method_state: dict[str, Any] = field(default_factory=dict)
+    best_epoch: int | None = None
+    best_robust_acc: float = -1.0
+    best_model: dict[str, Tensor] | None = None
+    seconds: float = 0.0  # device-seconds spent so far, across resumptions
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        return cls(**d)
+
+
+def autocast(cfg: TrialConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA unless fp32 is asked for (BN runs in fp32 under autocast); nothing on CPU."""
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def eval_attack(cfg: TrialConfig, name: str = "pgd") -> Callable[..., Tensor] | None:
+    a = cfg.eval_attack
+    if cfg.eps == 0.0:
+        return None
+    return make_attack(name, eps=cfg.eps, norm=cfg.norm, steps=a.steps, step_size=a.resolved_step_size(cfg.eps), start=a.start)
+
+
+def attack_key(cfg: TrialConfig, name: str) -> str:
+    """Row key of an evaluation attack: pgd20, cw20, fgsm, autoattack."""
+    return f"{name}{cfg.eval_attack.steps}" if name in ("pgd", "cw") else name
+
+
+class Trainer:
+    """Trains one configuration. `on_epoch(metrics, state)` is called after every epoch (report + checkpoint)."""
+
+    def __init__(self, cfg: TrialConfig, *, device: torch.device, data_root: str | None, data: DataSplits | None = None):
+        validate_schedule(cfg.schedule, cfg.epochs)
+        self.cfg, self.device = cfg, device
+        torch.manual_seed(cfg.seed)
+        self.data = data if data is not None else load_splits(cfg, data_root=data_root, device=device)
+        d = self.data
+        self.model = build_model(
+            cfg.model, depths=cfg.depths, widths=cfg.widths, num_classes=d.num_classes, mean=d.mean, std=d.std,
+            in_channels=d.channels, dropout=cfg.dropout,
+        ).to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(self.model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.method = get_method(cfg.method)
+        a = cfg.train_attack
+        step = a.resolved_step_size(cfg.eps)
+        self.ctx = MethodContext(
+            eps=cfg.eps, norm=cfg.norm, lam=cfg.lam,
+            attack=make_attack(a.name, eps=cfg.eps, norm=cfg.norm, steps=a.steps, step_size=step, start=a.start),
+            steps=a.steps, step_size=step, start=a.start, bn_mode=cfg.bn_mode_attack,
+            zeta=cfg.zeta, war_alpha=cfg.war_alpha,
+        )
+        self.state = TrainState()
+
+    # -- resumption -------------------------------------------------------------------------------------------
+    def load(self, state: TrainState) -> None:
+        self.model.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.ctx.state = dict(state.method_state)
+        self.state = state
+
+    def snapshot(self) -> TrainState:
+        s = self.state
+        s.model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        s.optimizer = copy.deepcopy(self.optimizer.state_dict())
+        s.method_state = copy.deepcopy(self.ctx.state)
+        return s
+
+    # -- one epoch --------------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg, d = self.cfg, self.data
+        steps_per_epoch = max(1, len(d.train_y) // cfg.batch_size)
+        gen = torch.Generator(device=d.train_x.device).manual_seed(cfg.seed * 1_000_003 + epoch)
+        sums = torch.zeros(6, device=self.device)  # clean CE, adv CE, natural risk, robust reg, lam, examples
+        lips: list[float] = []
+        lam_traj: list[float] = []
+        self.model.train()
+        for i, (x, y) in enumerate(iterate_batches(d.train_x, d.train_y, batch_size=cfg.batch_size, shuffle=True,
+                                                   augment=True, generator=gen, drop_last=True)):
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr_at(epoch, base_lr=cfg.lr, epochs=cfg.epochs, schedule=cfg.schedule,
+                                step_in_epoch=i, steps_per_epoch=steps_per_epoch)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(cfg, self.device):
+                out = self.method(self.model, x, y, self.ctx)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            n = len(y)
+            clean_ce = _ce_sum(out.clean_logits, y)
+            adv_ce = _ce_sum(out.adv_logits, y) if out.adv_logits is not None else clean_ce
+            sums += torch.stack([clean_ce, adv_ce, out.natural_risk.float() * n, out.robust_reg.float() * n,
+                                 torch.tensor(float(out.lam) * n, device=self.device), torch.tensor(float(n), device=self.device)])
+            if out.local_lipschitz is not None:
+                lips.append(float(out.local_lipschitz))
+            if cfg.method.startswith("war"):
+                lam_traj.append(float(out.lam))
+        s = sums.tolist()
+        if not all(math.isfinite(v) for v in s):
+            raise NonFiniteLoss(epoch + 1)
+        n = max(s[5], 1.0)
+        return {
+            "clean_loss_train": s[0] / n, "adv_loss_train": s[1] / n, "natural_risk": s[2] / n, "robust_reg": s[3] / n,
+            "lam_t": s[4] / n, "local_lipschitz": sum(lips) / len(lips) if lips else None,
+            "lr": self.optimizer.param_groups[0]["lr"], "lam_trajectory": lam_traj or None,
+        }
+
+    def validate(self) -> dict[str, Any]:
+        d = self.data
+        with autocast(self.cfg, self.device):
+            m = evaluate(self.model, d.val_x, d.val_y, attack=eval_attack(self.cfg), batch_size=self.cfg.eval_batch_size)
+        return {k: m[k] for k in ("clean_acc", "robust_acc", "stability", "clean_loss_test", "adv_loss_test")}
+
+    # -- the whole run ----------------------------------------------------------------------------------------
+    def fit(self, on_epoch: Callable[[dict[str, Any], TrainState], None] | None = None) -> TrainState:
+        cfg = self.cfg
+        for epoch in range(self.state.epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            metrics = self.train_epoch(epoch)
+            metrics.update(self.validate() if len(self.data.val_y) else {})
+            _sync(self.device)
+            metrics["seconds"] = time.perf_counter() - t0
+            self.state.seconds += metrics["seconds"]
+            self.state.epoch = epoch + 1
+            if epoch + 1 > cfg.best_from * cfg.epochs - 1e-9 and metrics.get("robust_acc", 0.0) > self.state.best_robust_acc:
+                self.state.best_robust_acc = metrics["robust_acc"]
+                self.state.best_epoch = epoch + 1
+                self.state.best_model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            metrics["epoch"] = epoch + 1
+            log.info("epoch %d/%d %s", epoch + 1, cfg.epochs, {k: v for k, v in metrics.items() if k != "lam_trajectory"})
+            if on_epoch is not None:
+                on_epoch(metrics, self.snapshot())
+        return self.state
+
+
+def _ce_sum(logits: Tensor | None, y: Tensor) -> Tensor:
+    if logits is None:
+        return torch.zeros((), device=y.device)
+    return nn.functional.cross_entropy(logits.float(), y, reduction="sum").detach()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
