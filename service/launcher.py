@@ -117,8 +117,7 @@ def ensure_ray_head(settings: Settings) -> RayCluster:
         return _remote_cluster(settings.ray_address, settings.dashboard_port)
     url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
     ensure_auth_token()
-    state_file = _state_file(settings)
-    status = _probe_dashboard(url)
+    state_file, status = _state_file(settings), _probe_dashboard(url)
     if status == 200:
         gcs = json.loads(state_file.read_text())["gcs_address"] if state_file.is_file() else ""
         logger.info("reusing the Ray head at %s", url)
@@ -133,15 +132,15 @@ def _start_local_head(settings: Settings, url: str, state_file: Path) -> RayClus
 
     temp_dir = _ray_temp_dir(settings)
     temp_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--disable-usage-stats", "--include-dashboard=true",
-           f"--port={settings.ray_port}", f"--dashboard-host={settings.dashboard_host}",
+    gcs_port = settings.ray_port or _free_port()
+    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--disable-usage-stats",
+           "--include-dashboard=true", f"--port={gcs_port}", f"--dashboard-host={settings.dashboard_host}",
            f"--dashboard-port={settings.dashboard_port}", f"--temp-dir={temp_dir}",
            # random ports so that two local heads (e.g. parallel test sessions) never share a job agent
            f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"]
-    if settings.ray_num_cpus is not None:
-        cmd.append(f"--num-cpus={settings.ray_num_cpus}")
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # keep auth on even if the caller's env says otherwise
-    env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")  # no Serve replicas to drain on a local head
+    cmd += [] if settings.ray_num_cpus is None else [f"--num-cpus={settings.ray_num_cpus}"]
+    # auth stays on whatever the caller's env says; no Serve replicas to drain before a local head stops
+    env = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", **os.environ, "RAY_AUTH_MODE": "token"}
     log_path = temp_dir / f"robustgrid-head-{settings.dashboard_port}.log"
     logger.info("starting a local Ray head: %s (log: %s)", shlex.join(cmd), log_path)
     # own session: outlives the request and the API process, stops by process group; no Popen to warn on GC
@@ -155,9 +154,9 @@ def _start_local_head(settings: Settings, url: str, state_file: Path) -> RayClus
             raise RuntimeError(f"`ray start` exited early; see {log_path}")
         if time.monotonic() > deadline:
             _kill_group(pid)
-            raise TimeoutError(f"the Ray dashboard at {url} did not answer in {HEAD_START_TIMEOUT_S} s; see {log_path}")
+            raise TimeoutError(f"no Ray dashboard at {url} after {HEAD_START_TIMEOUT_S} s; see {log_path}")
         time.sleep(0.25)
-    cluster = RayCluster(address=url, gcs_address=f"{get_node_ip_address()}:{settings.ray_port}",
+    cluster = RayCluster(address=url, gcs_address=f"{get_node_ip_address()}:{gcs_port}",
                          dashboard_url=url, started_by_us=True)
     state_file.write_text(json.dumps({"pid": pid, **asdict(cluster)}))
     logger.info("Ray head up: dashboard %s, GCS %s, pid %d", url, cluster.gcs_address, pid)

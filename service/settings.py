@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     storage_path: str = Field(default_factory=_default_storage_path)  # Ray results and checkpoints (dir or URI)
     dashboard_host: str = "127.0.0.1"  # local head: interface the Ray dashboard binds to
     dashboard_port: int = 8265  # local head: Ray dashboard / job REST API port
-    ray_port: int = 6379  # local head: GCS port
+    ray_port: int = 0  # local head: GCS port; 0 = a free port (6379 is often Redis's)
     ray_num_cpus: int | None = None  # local head: CPUs to advertise (None = all cores)
     ray_temp_dir: str | None = None  # local head: Ray's temp/session dir (None = Ray's default, /tmp/ray)
     max_trials: int = 2000  # largest sweep (trials) the API accepts

@@ -13,29 +13,30 @@ from torch import Tensor
 
 from search_spaces.config import TrialConfig
 from workers.evaluate import evaluate
-from workers.metrics.lipschitz import empirical_lipschitz
+from workers.metrics.lipschitz import lipschitz_ratios
 from workers.trainer import Trainer, TrainState, attack_key, autocast, eval_attack
 
 log = logging.getLogger(__name__)
 
 
 class _LipschitzMean:
-    """Example-weighted mean of the empirical Lipschitz estimate (logits and per block) over batches."""
+    """Mean over examples (x' != x) of the empirical Lipschitz ratios of the logits and of each block, pooled
+    across batches."""
 
     def __init__(self, model: torch.nn.Module):
-        self.model, self.n, self.logits, self.blocks = model, 0, 0.0, [] 
+        self.model, self.n, self.sums = model, 0, torch.zeros(0)
 
     def __call__(self, x: Tensor, x_adv: Tensor) -> None:
-        value, blocks = empirical_lipschitz(self.model, x, x_adv)
-        b = len(x)
-        self.logits += value * b
-        self.blocks = [s + v * b for s, v in zip(self.blocks, blocks, strict=True)] if self.blocks else [v * b for v in blocks]
-        self.n += b
+        logits, blocks = lipschitz_ratios(self.model, x, x_adv)  # (n,), [(n,), ...]
+        sums = torch.stack([r.sum() for r in (logits, *blocks)]).cpu()
+        self.sums = sums if self.n == 0 else self.sums + sums
+        self.n += len(logits)
 
     def result(self) -> tuple[float | None, list[float] | None]:
         if not self.n:
             return None, None
-        return self.logits / self.n, [v / self.n for v in self.blocks]
+        means = (self.sums / self.n).tolist()
+        return means[0], means[1:]
 
 
 def final_evaluation(trainer: Trainer, state: TrainState) -> list[dict[str, Any]]:
@@ -49,6 +50,7 @@ def final_evaluation(trainer: Trainer, state: TrainState) -> list[dict[str, Any]
         model.load_state_dict(weights)
         for name in cfg.final_attacks:
             t0 = time.perf_counter()
+            torch.manual_seed(cfg.seed)  # the same random starts for every checkpoint: best and last compare fairly
             lip = _LipschitzMean(model) if name == "pgd" and cfg.eps > 0 else None
             with autocast(cfg, trainer.device):
                 m = evaluate(model, d.test_x, d.test_y, attack=eval_attack(cfg, name), batch_size=cfg.eval_batch_size,

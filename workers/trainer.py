@@ -69,6 +69,8 @@ def eval_attack(cfg: TrialConfig, name: str = "pgd") -> Callable[..., Tensor] | 
     a = cfg.eval_attack
     if cfg.eps == 0.0:
         return None
+    if name == "fgsm":  # the classic single step of size eps from x itself
+        return make_attack("fgsm", eps=cfg.eps, norm=cfg.norm, steps=1, step_size=None, start="none")
     return make_attack(name, eps=cfg.eps, norm=cfg.norm, steps=a.steps, step_size=a.resolved_step_size(cfg.eps), start=a.start)
 
 
@@ -128,7 +130,7 @@ class Trainer:
         lam_traj: list[float] = []
         self.model.train()
         for i, (x, y) in enumerate(iterate_batches(d.train_x, d.train_y, batch_size=cfg.batch_size, shuffle=True,
-                                                   augment=True, generator=gen, drop_last=True)):
+                                                   augment=True, flip=d.hflip, generator=gen, drop_last=True)):
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(epoch, base_lr=cfg.lr, epochs=cfg.epochs, schedule=cfg.schedule,
                                 step_in_epoch=i, steps_per_epoch=steps_per_epoch)

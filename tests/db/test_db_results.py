@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from db.fields import EPOCH_EXTRA_FIELDS, RESULT_FIELDS
@@ -167,8 +167,3 @@ def test_trial_curves(factory, filled) -> None:
     assert (curves[1]["lr"], curves[1]["seconds"], curves[1]["lam_trajectory"]) == (0.1, 3.0, [1])
     assert curves[-1]["lam_trajectory"] is None and curves[-1]["clean_acc"] == 0.7
 
-
-def test_epoch_and_final_counts_via_sql(factory, filled) -> None:
-    with factory() as s:
-        n = s.scalar(select(func.count()).select_from(EpochMetric).where(EpochMetric.trial_id == filled["ta"][0]))
-    assert n == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import shutil
 import sys
@@ -16,9 +18,23 @@ import pytest
 from service import launcher
 from service.settings import Settings
 
-pytestmark = pytest.mark.ray
-
 JOB_TIMEOUT_S = 30.0  # seconds for the trivial job to reach a terminal state
+
+
+def test_remote_address_forms() -> None:
+    by_url = launcher.ensure_ray_head(Settings(ray_address="http://head:8265/"))
+    assert (by_url.address, by_url.gcs_address, by_url.started_by_us) == ("http://head:8265", "", False)
+    by_gcs = launcher.ensure_ray_head(Settings(ray_address="head:6379", dashboard_port=9000))
+    assert (by_gcs.dashboard_url, by_gcs.gcs_address) == ("http://head:9000", "head:6379")
+
+
+def test_stop_ignores_a_stale_state_file(tmp_path: Path) -> None:
+    settings = Settings(ray_temp_dir=str(tmp_path), dashboard_port=1234)
+    state = tmp_path / "robustgrid-head-1234.json"
+    state.write_text(json.dumps({"pid": os.getpid()}))  # a live pid that is not a Ray head: must not be killed
+    assert launcher.stop_local_head(settings) is False
+    assert not state.exists()
+    assert launcher.stop_local_head(settings) is False  # nothing to stop
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +63,7 @@ def head() -> Iterator[tuple[Settings, launcher.RayCluster]]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.ray
 def test_dashboard_requires_the_token(head: tuple[Settings, launcher.RayCluster]) -> None:
     settings, cluster = head
     assert cluster.started_by_us
@@ -61,6 +78,7 @@ def test_dashboard_requires_the_token(head: tuple[Settings, launcher.RayCluster]
     assert launcher.auth_headers() == {"Authorization": f"Bearer {launcher.ensure_auth_token()}"}
 
 
+@pytest.mark.ray
 def test_second_call_reuses_the_head(head: tuple[Settings, launcher.RayCluster]) -> None:
     settings, cluster = head
     again = launcher.ensure_ray_head(settings)
@@ -68,6 +86,7 @@ def test_second_call_reuses_the_head(head: tuple[Settings, launcher.RayCluster])
     assert (again.address, again.gcs_address) == (cluster.address, cluster.gcs_address)
 
 
+@pytest.mark.ray
 def test_job_runs_on_the_head(head: tuple[Settings, launcher.RayCluster]) -> None:
     settings, cluster = head
     code = (
@@ -92,6 +111,7 @@ def test_job_runs_on_the_head(head: tuple[Settings, launcher.RayCluster]) -> Non
     assert launcher.stop_job(settings, cluster, job_id) is False  # already finished: nothing to stop
 
 
+@pytest.mark.ray
 def test_sweep_job_id_and_stop(head: tuple[Settings, launcher.RayCluster]) -> None:
     settings, cluster = head
     job_id = launcher.submit_sweep_job(settings, cluster, sweep_id=7, env={})

@@ -22,7 +22,7 @@ from workers.data import (
     list_datasets,
     load_splits,
 )
-from workers.data.sources import CIFAR10_CLASSES, _open_torchvision
+from workers.data.sources import CIFAR10_CLASSES, _cifar, _open_torchvision
 from workers.data.splits import balanced_order
 
 CPU = torch.device("cpu")
@@ -84,6 +84,19 @@ def test_torchvision_missing_offline_names_the_root(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError, match=f"not under data_root '{tmp_path}'.*downloading it failed"):
         _open_torchvision(fake_dataset, "cifar10", tmp_path, train=True)
     assert calls == [False, True]  # looked first, then tried to download
+
+
+def test_torchvision_arrays_become_nchw_tensors(tmp_path: Path) -> None:
+    class FakeCifar:  # what torchvision's CIFAR10/100 expose: data (N, H, W, C) uint8, targets list, classes
+        def __init__(self, root: str, download: bool, train: bool) -> None:
+            n = 6 if train else 2
+            self.data = np.arange(n * 32 * 32 * 3, dtype=np.int64).reshape(n, 32, 32, 3).astype(np.uint8)
+            self.targets, self.classes = [i % 2 for i in range(n)], ["x", "y"]
+
+    raw = _cifar(FakeCifar, "cifar10", tmp_path)
+    assert raw.train_x.shape == (6, 3, 32, 32) and raw.test_x.shape == (2, 3, 32, 32)
+    assert torch.equal(raw.train_x[1, 2], torch.from_numpy(FakeCifar(".", False, True).data[1, :, :, 2]))
+    assert raw.train_y.dtype == torch.int64 and raw.classes == ("x", "y")
 
 
 # --------------------------------------------------------------------------------------------------- splits

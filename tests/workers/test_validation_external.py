@@ -1,12 +1,17 @@
-"""Our PGD-20 against two external implementations on the same tiny trained model and the same 1000 images:
+"""Our PGD against two external implementations on the same tiny trained model and the same 1000 images (linf,
+eps = 4/255, chosen so that about half the points are robust: a comparison at 0 % or 100 % says nothing; step eps/10,
+the evaluation default; seed 0):
 
-- torchattacks.PGD(eps, alpha, steps=20, random_start=True): robust accuracy within 1 point of ours;
-- AutoAttack (pyautoattack 0.2.0), a stronger attack: its robust accuracy is not above ours by more than 1 point.
-  AA_VERSION below says which AutoAttack ran: 'standard' (APGD-CE, APGD-T, FAB-T, Square) fits the time budget on
-  this model; set it to ('apgd-ce', 'apgd-t') for the cheaper 'custom' version.
+- torchattacks.PGD(eps, alpha, steps=20, random_start=True): robust accuracy within 1 point of our PGD-20;
+- AutoAttack (pyautoattack 0.2.0), version 'custom' with APGD-CE + APGD-T (9 targets), see AA_ATTACKS: it must not be
+  weaker than our PGD-20 by more than 1 point, and our PGD must not overestimate robustness: PGD-100 within 1 point
+  of AutoAttack, PGD-20 within 2 points.
 
-Threat model: linf, eps = 4/255 (chosen so that ~half the points are robust: a comparison at 0 % or 100 % would say
-nothing), step eps/10 as the evaluation default. Each test skips with a reason when its package is missing.
+Measured (this model, 2 CPU cores): clean 0.976; PGD-20 ours 0.490, torchattacks 0.490; PGD-100 ours 0.474;
+AutoAttack 0.472 for APGD-CE + APGD-T (14 s) and the same 0.472 for 'standard' (+ FAB-T, Square; 40-90 s, over this
+test's budget). PGD-20 at step eps/10 travels only 2 eps and is 1.8 points short of convergence at this eps (0.5 at
+2/255, 2.9 at 6/255), the known PGD-20 vs AutoAttack gap; hence the 2-point bound for PGD-20 (1 point at 100 steps).
+Each test skips with a reason when its package is missing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from workers.attacks.autoattack import AutoAttack
 EPS = 4 / 255
 ALPHA = EPS / 10
 N_TEST = 1000
-AA_VERSION: tuple[str, ...] | None = None  # None: 'standard'; e.g. ("apgd-ce", "apgd-t"): 'custom'
+AA_ATTACKS: tuple[str, ...] | None = ("apgd-ce", "apgd-t")  # None: version 'standard'
 
 
 class TinyNet(nn.Module):
@@ -63,7 +68,8 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def setup() -> Iterator[tuple[nn.Module, Tensor, Tensor, float]]:
-    """The trained model, the test images and our PGD-20 robust accuracy (seed 0), on one intra-op thread."""
+    """The trained model, the test images and our PGD-20 robust accuracy (seed 0), on one intra-op thread (tiny
+    model: one thread is fastest, and far faster on a shared, loaded CPU)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -119,11 +125,15 @@ def test_pgd20_matches_torchattacks(setup, monkeypatch):
     assert abs(ours - theirs) <= 0.01
 
 
-def test_pgd20_not_above_autoattack(setup):
+def test_pgd_against_autoattack(setup):
     if importlib.util.find_spec("pyautoattack") is None:
         pytest.skip("pyautoattack not installed (pip install robustgrid[autoattack])")
     model, x, y, ours = setup
     torch.manual_seed(0)
-    aa = accuracy(model, AutoAttack(eps=EPS, attacks=AA_VERSION)(model, x, y), y)
-    print(f"\nPGD-20 ours {ours:.3f}  AutoAttack ({AA_VERSION or 'standard'}) {aa:.3f}")
-    assert aa <= ours + 0.01
+    aa = accuracy(model, AutoAttack(eps=EPS, attacks=AA_ATTACKS)(model, x, y), y)
+    torch.manual_seed(0)
+    ours100 = accuracy(model, make_attack("pgd", eps=EPS, steps=100, step_size=ALPHA)(model, x, y), y)
+    print(f"\nPGD-20 ours {ours:.3f}  PGD-100 ours {ours100:.3f}  AutoAttack ({AA_ATTACKS or 'standard'}) {aa:.3f}")
+    assert aa <= ours + 0.01  # AutoAttack (through our wrapper) is at least as strong as PGD-20
+    assert ours100 <= aa + 0.01  # our PGD converges to AutoAttack's robust accuracy
+    assert ours <= aa + 0.02  # PGD-20 at step eps/10 is ~1.8 points short of convergence here

@@ -25,7 +25,7 @@ def augment_batch(x: Tensor, generator: torch.Generator | None = None, *, pad: i
     """Random pad-crop (and flip) of a batch (B, C, H, W) of any dtype -> (B, C, H, W), same dtype and device.
 
     Every output image is exactly a (possibly mirrored) HxW window of the zero-padded input."""
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
     gdev = _device_of(generator, x)
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=gdev).to(x.device)  # (B,) crop offsets
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=gdev).to(x.device)
@@ -36,9 +36,8 @@ def augment_batch(x: Tensor, generator: torch.Generator | None = None, *, pad: i
         cols = torch.where(mirrored[:, None], w - 1 - cols, cols)
     cols = cols + dx[:, None]
     padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p), zeros
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C): advanced dims first
-    return out.permute(0, 3, 1, 2).contiguous()
+    out = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * pad))  # (B, C, H, W+2p)
+    return out.gather(3, cols[:, None, None, :].expand(b, c, h, w))  # (B, C, H, W)
 
 
 def iterate_batches(
@@ -58,7 +57,9 @@ def iterate_batches(
     shuffle: a fresh permutation from `generator` each call; augment: `augment_batch` per batch (done on uint8,
     before the conversion); drop_last: skip the final partial batch. Float input is passed through unscaled."""
     n = x_u8.shape[0]
-    order = torch.randperm(n, generator=generator, device=_device_of(generator, x_u8)).to(x_u8.device) if shuffle else None
+    order = None
+    if shuffle:
+        order = torch.randperm(n, generator=generator, device=_device_of(generator, x_u8)).to(x_u8.device)  # (N,)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)

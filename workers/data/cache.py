@@ -55,12 +55,8 @@ def channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 def default_cache_dir(root: Path) -> Path:
     """`<root>/.robustgrid-cache` when it can be created and written, else the user cache directory."""
     local = root / CACHE_SUBDIR
-    try:
-        local.mkdir(exist_ok=True)
-        if os.access(local, os.W_OK):
-            return local
-    except OSError:
-        pass
+    if os.access(local if local.exists() else root, os.W_OK):  # created on the first write, not here
+        return local
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "robustgrid"
 
 
@@ -105,6 +101,7 @@ def save_atomic(obj: Any, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; trials may run as another user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -131,7 +128,7 @@ def load_decoded(
     if path.exists():
         t0 = time.perf_counter()
         try:
-            p = torch.load(path, weights_only=True)
+            p = torch.load(path, weights_only=True, mmap=True)  # pages are read when a split is taken
             if p.get("version") == CACHE_VERSION:
                 log.info("%s: loaded %s in %.2fs", spec.name, path, time.perf_counter() - t0)
                 return _from_payload(p, path)
@@ -141,7 +138,11 @@ def load_decoded(
     t0 = time.perf_counter()
     d = decode(spec, root, options)
     t1 = time.perf_counter()
-    save_atomic(_payload(d, spec, root), path)
+    try:
+        save_atomic(_payload(d, spec, root), path)
+    except OSError as exc:  # a read-only or full cache directory costs speed, not the trial
+        log.warning("%s: decoded in %.1fs but cannot write the cache %s (%r)", spec.name, t1 - t0, path, exc)
+        return d
     log.info("%s: decoded in %.1fs, cached to %s in %.1fs", spec.name, t1 - t0, path, time.perf_counter() - t1)
     d.cache_file = path
     return d

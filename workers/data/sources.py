@@ -88,6 +88,10 @@ def svhn(root: Path, **_: Any) -> RawData:
     the digit 0 from label 10 to 0)."""
     from torchvision.datasets import SVHN
 
+    try:
+        import scipy.io  # noqa: F401  (torchvision reads SVHN's .mat files with it)
+    except ImportError as exc:
+        raise ImportError("dataset 'svhn' needs scipy (torchvision reads its .mat files with scipy.io)") from exc
     tr = _open_torchvision(SVHN, "svhn", root, split="train")
     te = _open_torchvision(SVHN, "svhn", root, split="test")
     return RawData(
@@ -204,7 +208,9 @@ def tree_fingerprint(root: Path) -> str:
 def probe_image_folder(root: Path) -> dict[str, int]:
     """Class count and image size of a tree from one listing and one image header."""
     dirs = _class_dirs(root / "train")
-    first = next(f for d in dirs for f in sorted(d.iterdir()) if f.suffix.lower() in IMG_EXTENSIONS)
+    first = next((f for d in dirs for f in sorted(d.iterdir()) if f.suffix.lower() in IMG_EXTENSIONS), None)
+    if first is None:
+        raise ValueError(f"no images under {root}/train/<class>/")
     with Image.open(first) as im:
         return {"num_classes": len(dirs), "image_size": im.height}
 
@@ -249,21 +255,21 @@ def make_synthetic(
 ) -> RawData:
     """Deterministic learnable images: class k has its own hue and a sinusoidal grating at angle k*pi/K, plus a
     random phase, a random brightness shift and Gaussian pixel noise per image. Labels exactly balanced."""
-    k = torch.arange(num_classes, dtype=torch.float64)
+    k = torch.arange(num_classes, dtype=torch.float32)
     hue = 2 * math.pi * k / num_classes
     palette = torch.stack([0.5 + 0.3 * torch.cos(hue - s * 2 * math.pi / 3) for s in range(3)], 1)  # (K, 3)
     angle = math.pi * k / num_classes  # (K,)
-    coords = torch.arange(image_size, dtype=torch.float64)
+    coords = torch.arange(image_size, dtype=torch.float32)
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")  # (H, W)
 
     def split(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         y = (torch.arange(n) % num_classes)[torch.randperm(n, generator=g)]  # (n,) balanced
-        phase = 2 * math.pi * torch.rand(n, 1, 1, generator=g, dtype=torch.float64)
+        phase = 2 * math.pi * torch.rand(n, 1, 1, generator=g, dtype=torch.float32)
         proj = xx * torch.cos(angle[y])[:, None, None] + yy * torch.sin(angle[y])[:, None, None]  # (n, H, W)
         grating = 0.2 * torch.sin(2 * math.pi * proj / 8 + phase)  # period 8 px
-        shift = 0.05 * torch.randn(n, 1, 1, 1, generator=g, dtype=torch.float64)
+        shift = 0.05 * torch.randn(n, 1, 1, 1, generator=g, dtype=torch.float32)
         x = palette[y][:, :, None, None] + grating[:, None] + shift  # (n, 3, H, W)
-        x = x + noise * torch.randn(x.shape, generator=g, dtype=torch.float64)
+        x = x + noise * torch.randn(x.shape, generator=g, dtype=torch.float32)
         return (x.clamp(0, 1) * 255).round().to(torch.uint8), y.to(torch.int64)
 
     train_x, train_y = split(n_train, torch.Generator().manual_seed(seed))

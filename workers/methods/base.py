@@ -63,16 +63,17 @@ def bn_mode(model: nn.Module, mode: str) -> Iterator[None]:
 
 @contextmanager
 def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
-    """Forward passes inside do not move BN running statistics (for metric-only forwards in train mode)."""
-    saved = [(b, {k: v.clone() for k, v in b.named_buffers(recurse=False)}) for b in model.modules()
-             if isinstance(b, _BatchNorm)]
+    """Forward passes inside do not move BN running statistics: train-mode BN normalises with the batch
+    statistics as usual but skips the update (track_running_stats off; no in-place write, so autograd graphs
+    built outside stay valid)."""
+    bns = [b for b in model.modules() if isinstance(b, _BatchNorm) and b.track_running_stats]
+    for b in bns:
+        b.track_running_stats = False
     try:
         yield
     finally:
-        with torch.no_grad():
-            for b, buffers in saved:
-                for k, v in buffers.items():
-                    getattr(b, k).copy_(v)
+        for b in bns:
+            b.track_running_stats = True
 
 
 class GradL1Max:

@@ -26,7 +26,7 @@ def _war(terms: Terms, ctx: MethodContext) -> MethodOutput:
     """Per mini-batch: update lambda_t first from this batch's (l_nat, l_rob), then step on l_nat + lambda_t l_rob."""
     if ctx.zeta is None:
         raise ValueError("WAR needs ctx.zeta (cfg.zeta: natural risk / robust regulariser of the thin network)")
-    lam = war_lambda(ctx.state, l_nat=float(terms.l_nat), l_rob=float(terms.l_rob), zeta=ctx.zeta,
+    lam = war_lambda(ctx.state, l_nat=terms.l_nat.item(), l_rob=terms.l_rob.item(), zeta=ctx.zeta,
                      alpha=ctx.war_alpha)
     return terms.output(lam)
 

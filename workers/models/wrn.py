@@ -25,8 +25,8 @@ Decisions (named, documented, tested):
 - `sub_block1` (default False): TRADES' `WideResNet` constructs a `sub_block1` (D1 more stage-1 blocks) that its
   forward never calls; its parameters are nevertheless in `parameters()`, so TRADES' own model reports 48,262,586
   parameters for WRN-34-10. The published 46,160,474 (RobustBench, which made it `sub_block1=False`; Huang et al.,
-  whose code has no sub_block1) is the count *without* it. `sub_block1=True` adds the unused block so TRADES
-  checkpoints load strictly; it changes parameters, never the function or the FLOPs.
+  whose code has no sub_block1) is the count *without* it. `sub_block1=True` adds the unused block so that TRADES
+  checkpoints' `sub_block1.*` weights have a home; it changes the parameter count, never the function or FLOPs.
 - `stride_shortcut_input` (default "preact"): science.md's shortcut takes the first BN-ReLU output. RobustWRN's
   code agrees when channels differ but feeds the *raw* block input to a stride-2 shortcut whose channels are equal;
   "raw" reproduces that. Parameter counts are identical either way.
@@ -204,7 +204,8 @@ def wrn(
     sub_block1: bool = False,
     stride_shortcut_input: ShortcutInput = "preact",
 ) -> WideResNet:
-    """Stage-wise WRN: `depths=(D1, D2, D3)`, `widths=(W1, W2, W3)`; channels round(16*W1), round(32*W2), round(64*W3)."""
+    """Stage-wise WRN: `depths=(D1, D2, D3)`, `widths=(W1, W2, W3)`, channels round(16*W1), round(32*W2),
+    round(64*W3); options `sub_block1` and `stride_shortcut_input` as in the module docstring."""
     check_length("depths", depths, 3, "wrn")
     check_length("widths", widths, 3, "wrn")
     channels = tuple(scale_channels(base, w) for base, w in zip(BASE_CHANNELS, widths, strict=True))
