@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
+from ray import cloudpickle
 from ray.tune import Callback
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,16 +33,24 @@ def _trial_id(trial: Any) -> int:
 
 
 def error_text(trial: Any) -> str:
-    """`ExceptionType: message` of the trial's original exception, else the tail of Tune's error file."""
-    try:
-        err = trial.get_pickled_error()
-    except Exception:  # noqa: BLE001 - a broken error file must not hide the failure itself
-        err = None
-    cause = getattr(err, "cause", None) or err
+    """`ExceptionType: message` of the trial's original exception. Tune has just written it to the driver's
+    staging copy of the trial directory (`pickled_error_file`, `error_file`); storage is synced later."""
+    cause = None
+    path = trial.pickled_error_file
+    if path and os.path.exists(path):
+        try:
+            with open(path, "rb") as f:
+                err = cloudpickle.load(f)
+            cause = getattr(err, "cause", None) or err
+        except Exception:  # noqa: BLE001 - an unreadable error file must not hide the failure itself
+            cause = None
     if cause is not None:
         return f"{type(cause).__name__}: {cause}"[:4000]
-    text = trial.get_error() or "unknown error"
-    return str(text)[-4000:]
+    path = trial.error_file
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return f.read()[-4000:]
+    return "unknown error (no error file)"
 
 
 class DBWriter(Callback):

@@ -8,7 +8,7 @@ from db.sweeps import get_sweep, list_sweeps, list_trials, trial_status_counts
 from search_spaces.spec import SpecError
 from service.deps import SessionDep, SessionsDep, SettingsDep
 from service.errors import not_found, unprocessable
-from service.schemas import PlanOut, SweepDetail, SweepOut, SweepRequest, TrialOut
+from service.schemas import PlanOut, PlanTotals, SweepDetail, SweepOut, SweepRequest, TrialOut
 from service.submission import launch_sweep, plan_request, store_sweep
 
 router = APIRouter(tags=["sweeps"])
@@ -25,7 +25,7 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
     except Exception as e:  # noqa: BLE001 - the sweep is stored and marked failed; say why
         raise HTTPException(status_code=503, detail=f"sweep {sweep.id} stored but its Ray job could not start: {e}") from e
     session.refresh(sweep)
-    return SweepOut.model_validate(sweep).model_copy(update={"totals": plan.totals(),
+    return SweepOut.model_validate(sweep).model_copy(update={"totals": PlanTotals(**plan.totals()),
                                                              "counts": {"queued": sweep.n_trials}})
 
 

@@ -85,7 +85,7 @@ def test_two_trial_sweep_over_http(api: tuple[str, Settings]) -> None:
         assert created["dashboard_url"].startswith("http://")
         done = wait_done(client, base, created["id"])
         assert done["status"] == "completed", done
-        assert done["counts"] == {"completed": 2}
+        assert {k: v for k, v in done["counts"].items() if v} == {"completed": 2}
 
         trials = client.get(f"{base}/sweeps/{created['id']}/trials").json()
         assert {t["arch"] for t in trials} == {"wrn-d1-1-1-w1-1-1", "wrn-d1-1-1-w1-1-2"}
@@ -122,7 +122,8 @@ def test_failing_trial_does_not_stop_the_sweep(api: tuple[str, Settings]) -> Non
         r = client.post(f"{base}/sweeps", json={"spec": spec, "name": "e2e-failing"})
         assert r.status_code == 201, r.text
         done = wait_done(client, base, r.json()["id"])
-        assert done["status"] == "completed" and done["counts"] == {"completed": 2, "failed": 1}
+        assert done["status"] == "completed"
+        assert {k: v for k, v in done["counts"].items() if v} == {"completed": 2, "failed": 1}
         trials = client.get(f"{base}/sweeps/{done['id']}/trials").json()
         failed = [t for t in trials if t["status"] == "failed"]
         assert failed[0]["n_train"] == 100000 and "n_train" in failed[0]["error"]
