@@ -101,7 +101,7 @@ def plan(preset: PresetOpt = None, spec: SpecOpt = None, set_: SetOpt = None,
 
 def _submit(req: SweepRequest, settings: Settings) -> int:
     from db.engine import make_engine, session_factory, upgrade
-    from service.submission import launch_sweep, store_sweep
+    from service.submission import data_root_of, launch_sweep, store_sweep
 
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -113,7 +113,7 @@ def _submit(req: SweepRequest, settings: Settings) -> int:
     except SpecError as e:
         fail(str(e))
     typer.echo(f"sweep {sweep_id}: {p.totals()['n_trials']} trials, est. {p.totals()['est_gpu_hours']} GPU-hours")
-    launch_sweep(sessions, sweep_id, settings, data_root=req.data_root or settings.data_root)
+    launch_sweep(sessions, sweep_id, settings, data_root=data_root_of(req, settings))
     return sweep_id
 
 
@@ -150,7 +150,11 @@ def wait_for(settings: Settings, sweep_id: int, poll_s: float = 2.0) -> str:
             return status
         if job:
             state = launcher.job_status(settings, launcher.ensure_ray_head(settings), job)
-            if state in ("FAILED", "STOPPED"):
+            if state in ("FAILED", "STOPPED", "SUCCEEDED"):  # a finished driver leaves every trial terminal
+                with sessions() as s:
+                    sweep = get_sweep(s, sweep_id=sweep_id)
+                    if sweep is not None and sweep.status in ("completed", "failed", "cancelled"):
+                        continue
                 logs = launcher.job_logs(settings, launcher.ensure_ray_head(settings), job)
                 typer.echo(logs[-3000:], err=True)
                 fail(f"sweep {sweep_id}: the driver job ended {state}")
@@ -304,9 +308,15 @@ def demo(data_root: DataRootOpt = None, database_url: DbOpt = None,
     from db.results import query_results
     from service.analysis import pareto_front
 
+    from db.sweeps import list_trials
+
     with session_factory(make_engine(settings.database_url))() as s:
         rows = query_results(s, filters={"sweep": sweep_id}, kind="final")
         _, front = pareto_front(s, metrics=["params", "robust_acc"], maximize=None, filters={"sweep": sweep_id})
+        errors = [f"trial {t.id} {t.arch}: {t.error}" for t in list_trials(s, sweep_id=sweep_id) if t.status == "failed"]
+    if errors:
+        typer.echo("\n".join(errors), err=True)
+        fail(f"demo: {len(errors)} trial(s) of sweep {sweep_id} failed")
     typer.echo(f"\nResults of sweep {sweep_id} ({state}):")
     typer.echo(render_rows(rows, "table"))
     typer.echo("\nPareto front (params min, robust_acc max, best checkpoint):")

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
             return value
         return str(Path(value).expanduser().resolve())
 
+    @field_validator("data_root")
+    @classmethod
+    def _absolute_data_root(cls, value: str | None) -> str | None:  # trials run in other working directories
+        return None if not value else str(Path(value).expanduser().resolve())
+
     @field_validator("ray_temp_dir")
     @classmethod
     def _absolute_temp_dir(cls, value: str | None) -> str | None:

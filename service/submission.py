@@ -24,6 +24,12 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def data_root_of(req: SweepRequest, settings: Settings) -> str | None:
+    """The request's data root (absolute: trials run in other working directories), else the service's."""
+    root = req.data_root or settings.data_root
+    return None if root is None else str(Path(root).expanduser().resolve())
+
+
 def resolve_spec(req: SweepRequest) -> SweepSpec:
     spec = resolve(req.preset, req.overrides) if req.preset is not None else req.spec
     assert spec is not None
@@ -42,7 +48,7 @@ def check_data_root(spec: SweepSpec, data_root: str | None) -> None:
 
 def plan_request(req: SweepRequest, settings: Settings) -> tuple[SweepSpec, Plan]:
     spec = resolve_spec(req)
-    check_data_root(spec, req.data_root or settings.data_root)
+    check_data_root(spec, data_root_of(req, settings))
     return spec, make_plan(spec, max_trials=settings.max_trials)
 
 
@@ -62,7 +68,7 @@ def store_sweep(session: Session, req: SweepRequest, settings: Settings) -> tupl
     name = spec.name or f"{req.preset or 'sweep'}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10_000:04d}"
     stored = spec.model_dump(mode="json") | {"name": name}
     with session.begin():
-        sweep = create_sweep(session, name=name, spec=stored | {"data_root": req.data_root or settings.data_root},
+        sweep = create_sweep(session, name=name, spec=stored | {"data_root": data_root_of(req, settings)},
                              trials=_trial_rows(plan), code_version=code_version())
     return sweep, plan
 

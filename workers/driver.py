@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,17 @@ import ray
 from ray import tune
 
 from db.engine import make_engine, session_factory
-from db.sweeps import get_sweep, list_trials, refresh_sweep_status, set_sweep_status
+from db.sweeps import get_sweep, list_trials, mark_trial, refresh_sweep_status, set_sweep_status
 from workers.db_writer import DBWriter
 from workers.trainable import run_trial
 
 log = logging.getLogger("workers.driver")
 
 
-def experiment_name(sweep_id: int) -> str:
-    return f"sweep-{sweep_id}"
+def experiment_name(sweep_id: int, sweep_name: str) -> str:
+    """Unique per sweep even across databases sharing one storage path (ids restart in a new database)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", sweep_name)[:80]
+    return f"sweep-{sweep_id}-{safe}"
 
 
 def trial_resources(cluster_gpus: float) -> dict[str, float]:
@@ -40,11 +43,12 @@ def build_tuner(sweep_id: int, *, database_url: str, storage_path: str, data_roo
     trials are never run again; unfinished ones continue from their last checkpoint; failed ones stay failed)."""
     make_session = session_factory(make_engine(database_url))
     with make_session() as s:
-        if get_sweep(s, sweep_id=sweep_id) is None:
+        sweep = get_sweep(s, sweep_id=sweep_id)
+        if sweep is None:
             raise SystemExit(f"sweep {sweep_id} does not exist in {database_url}")
+        name = experiment_name(sweep_id, sweep.name)
         spaces = [{"trial_id": t.id, "config": t.config, "data_root": data_root}
                   for t in list_trials(s, sweep_id=sweep_id)]
-    name = experiment_name(sweep_id)
     trainable = tune.with_resources(run_trial, trial_resources(ray.cluster_resources().get("GPU", 0.0)))
     path = str(Path(storage_path) / name)
     if tune.Tuner.can_restore(path):
@@ -83,6 +87,9 @@ def run(sweep_id: int) -> int:
     tuner = build_tuner(sweep_id, database_url=database_url, storage_path=storage_path, data_root=data_root)
     tuner.fit()
     with make_session.begin() as s:
+        for t in list_trials(s, sweep_id=sweep_id):  # safety net: no trial stays queued or running silently
+            if t.status in ("queued", "running"):
+                mark_trial(s, trial_id=t.id, status="failed", error="the driver ended without finishing this trial")
         status = refresh_sweep_status(s, sweep_id=sweep_id)
     log.info("sweep %d finished: %s", sweep_id, status)
     return 0

@@ -9,7 +9,7 @@ from search_spaces.spec import SpecError
 from service.deps import SessionDep, SessionsDep, SettingsDep
 from service.errors import not_found, unprocessable
 from service.schemas import PlanOut, PlanTotals, SweepDetail, SweepOut, SweepRequest, TrialOut
-from service.submission import launch_sweep, plan_request, store_sweep
+from service.submission import data_root_of, launch_sweep, plan_request, store_sweep
 
 router = APIRouter(tags=["sweeps"])
 
@@ -21,7 +21,7 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
     except SpecError as e:
         raise unprocessable(e.field, e.reason) from None
     try:
-        launch_sweep(sessions, sweep.id, settings, data_root=req.data_root or settings.data_root)
+        launch_sweep(sessions, sweep.id, settings, data_root=data_root_of(req, settings))
     except Exception as e:  # noqa: BLE001 - the sweep is stored and marked failed; say why
         raise HTTPException(status_code=503, detail=f"sweep {sweep.id} stored but its Ray job could not start: {e}") from e
     session.refresh(sweep)
