@@ -44,9 +44,13 @@ def final_evaluation(trainer: Trainer, state: TrainState) -> list[dict[str, Any]
     empirical Lipschitz constant of the logits and of every residual block."""
     cfg, d, model = trainer.cfg, trainer.data, trainer.model
     last = {k: v.clone() for k, v in state.model.items()}
-    checkpoints = [("best", state.best_model or last, state.best_epoch or state.epoch), ("last", last, state.epoch)]
+    best_epoch = state.best_epoch or state.epoch
     rows = []
-    for checkpoint, weights, epoch in checkpoints:
+    for checkpoint, weights, epoch in [("best", state.best_model or last, best_epoch), ("last", last, state.epoch)]:
+        if checkpoint == "last" and best_epoch == state.epoch:
+            # the best checkpoint is the last one: same weights, same seeded attack, same numbers; evaluate once
+            rows += [{**r, "checkpoint": "last", "gpu_seconds": 0.0} for r in rows]
+            break
         model.load_state_dict(weights)
         for name in cfg.final_attacks:
             t0 = time.perf_counter()

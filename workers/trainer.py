@@ -50,6 +50,7 @@ class TrainState:
     best_robust_acc: float = -1.0
     best_model: dict[str, Tensor] | None = None
     seconds: float = 0.0  # device-seconds spent so far, across resumptions
+    rng: dict[str, Any] = field(default_factory=dict)  # torch RNG states: a resumed run continues the same stream
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -111,6 +112,10 @@ class Trainer:
         self.model.load_state_dict(state.model)
         self.optimizer.load_state_dict(state.optimizer)
         self.ctx.state = dict(state.method_state)
+        if "cpu" in state.rng:
+            torch.set_rng_state(state.rng["cpu"])
+        if "cuda" in state.rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state.rng["cuda"], self.device)
         self.state = state
 
     def snapshot(self) -> TrainState:
@@ -118,6 +123,9 @@ class Trainer:
         s.model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         s.optimizer = copy.deepcopy(self.optimizer.state_dict())
         s.method_state = copy.deepcopy(self.ctx.state)
+        s.rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            s.rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return s
 
     # -- one epoch --------------------------------------------------------------------------------------------
