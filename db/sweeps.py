@@ -182,3 +182,82 @@ def refresh_sweep_status(session: Session, *, sweep_id: int) -> str:
         sweep.status = status
         session.flush()
     return status
+
+
+# ------------------------------------------------------------------------------------- lifecycle: grow, end, requeue
+
+UNFINISHED_TRIAL_STATUSES: tuple[str, ...] = ("queued", "running")
+
+
+def add_trials(session: Session, *, sweep_id: int, trials: list[dict[str, Any]]) -> list[Trial]:
+    """Append trials to an existing sweep (extend, or a search sampling a configuration). `idx` continues after the
+    sweep's last trial, status is `queued`, code_version the sweep's unless given. A trial whose config_hash the
+    sweep already holds is skipped, so the returned list holds only the new rows. Updates n_trials; flushes."""
+    sweep = _sweep(session, sweep_id)
+    for i, t in enumerate(trials):
+        unknown = sorted(set(t) - TRIAL_INPUT_KEYS - {"idx"})
+        if unknown or "idx" in t:
+            raise ValueError(f"trial {i}: unknown or reserved trial field(s) {unknown or ['idx']}")
+        _check(t.get("status", "queued"), TRIAL_STATUSES, f"trial {i}")
+    taken = trial_hashes(session, sweep_id=sweep_id)
+    last = session.scalar(select(func.max(Trial.idx)).where(Trial.sweep_id == sweep_id))
+    next_idx = -1 if last is None else int(last)
+    added = []
+    for t in trials:
+        if t["config_hash"] in taken:
+            continue
+        taken.add(t["config_hash"])
+        next_idx += 1
+        row = Trial(**{"status": "queued", "code_version": sweep.code_version, **t}, idx=next_idx, sweep_id=sweep_id)
+        session.add(row)
+        added.append(row)
+    session.flush()
+    sweep.n_trials = int(session.scalar(select(func.count()).where(Trial.sweep_id == sweep_id)) or 0)
+    session.flush()
+    return added
+
+
+def get_trial_by_hash(session: Session, *, sweep_id: int, config_hash: str) -> Trial | None:
+    return session.scalar(select(Trial).where(Trial.sweep_id == sweep_id, Trial.config_hash == config_hash))
+
+
+def trial_hashes(session: Session, *, sweep_id: int) -> set[str]:
+    """The config hashes the sweep already holds (what `extend` and a search must not add again)."""
+    return set(session.scalars(select(Trial.config_hash).where(Trial.sweep_id == sweep_id)))
+
+
+def end_unfinished_trials(session: Session, *, sweep_id: int, status: str, error: str) -> list[int]:
+    """Give every queued or running trial of the sweep the terminal `status` (cancelled, failed) with `error`;
+    finished trials keep theirs. Returns the ids changed."""
+    if status not in TERMINAL_TRIAL_STATUSES:
+        raise ValueError(f"status must be terminal ({sorted(TERMINAL_TRIAL_STATUSES)}), got {status!r}")
+    rows = session.scalars(select(Trial).where(Trial.sweep_id == sweep_id,
+                                               Trial.status.in_(UNFINISHED_TRIAL_STATUSES)).order_by(Trial.idx))
+    ids = []
+    for t in rows:
+        mark_trial(session, trial_id=t.id, status=status, error=error)
+        ids.append(t.id)
+    return ids
+
+
+def requeue_trials(session: Session, *, sweep_id: int, statuses: tuple[str, ...] = ("running", "cancelled")) -> list[int]:
+    """Set trials in `statuses` back to `queued` (error and ended_at cleared, started_at kept) before a resume.
+    Returns the ids changed."""
+    for s in statuses:
+        _check(s, TRIAL_STATUSES, "trial")
+    rows = session.scalars(select(Trial).where(Trial.sweep_id == sweep_id, Trial.status.in_(statuses))
+                           .order_by(Trial.idx))
+    ids = []
+    for t in rows:
+        t.status, t.error, t.ended_at = "queued", None, None
+        ids.append(t.id)
+    session.flush()
+    return ids
+
+
+def set_sweep_spec(session: Session, *, sweep_id: int, spec: dict[str, Any]) -> Sweep:
+    """Replace the stored spec (an extended sweep stores the spec it now covers)."""
+    sweep = _sweep(session, sweep_id)
+    sweep.spec = spec
+    session.flush()
+    return sweep

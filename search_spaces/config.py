@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
+
+from search_spaces.catalog import EVAL_ATTACKS
 
 Norm = Literal["linf", "l2"]
 Start = Literal["uniform", "normal", "none"]  # uniform in the ball | x + 0.001*N(0,1) (TRADES) | x itself
@@ -89,6 +92,10 @@ class TrialConfig(BaseModel):
     eval_batch_size: int = Field(512, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA (BN in fp32), fp32 on CPU
 
+    # fine-tuning (eps* fast approximation): start from another run's weights instead of the seeded init.
+    # 'trial:<id>' = that trial's last checkpoint in the Ray storage path; or a path to a state file / checkpoint dir
+    init_from: str | None = Field(None, min_length=1)
+
     @field_validator("depths")
     @classmethod
     def _depths(cls, v: tuple[int, ...]) -> tuple[int, ...]:
@@ -109,10 +116,30 @@ class TrialConfig(BaseModel):
             raise ValueError(f"widths must be > 0, got {list(v)}")
         return v
 
+    @field_validator("final_attacks")
+    @classmethod
+    def _final_attacks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [a for a in v if a not in EVAL_ATTACKS]
+        if not v or unknown:
+            raise ValueError(f"unknown attack {unknown[0]!r}; known: {', '.join(EVAL_ATTACKS)}" if v else "empty")
+        return v
+
+    @field_validator("init_from")
+    @classmethod
+    def _init_from(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith("trial:") and not v.removeprefix("trial:").isdigit():
+            raise ValueError(f"expected 'trial:<id>' with a numeric id or a path, got {v!r}")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> TrialConfig:
         if len(self.depths) != len(self.widths):
             raise ValueError(f"depths ({len(self.depths)} stages) and widths ({len(self.widths)}) differ in length")
+        if self.method.startswith("war_") and self.zeta is None:
+            raise _field_error(("zeta",), None, f"{self.method} needs zeta > 0 (WAR's target ratio)")
+        bad = schedule_error(self.schedule, self.epochs)
+        if bad is not None:
+            raise _field_error(("schedule", "milestones"), list(self.schedule.milestones), bad)
         return self
 
     @property
@@ -123,6 +150,29 @@ class TrialConfig(BaseModel):
     @property
     def provenance_dataset(self) -> str:
         return self.dataset_label or self.dataset
+
+
+def milestone_epochs(schedule: ScheduleConfig, epochs: int) -> list[float]:
+    """Milestones as epoch numbers: fractions of `epochs` when all are <= 1, epoch numbers otherwise."""
+    ms = schedule.milestones
+    return [m * epochs for m in ms] if all(m <= 1 for m in ms) else [float(m) for m in ms]
+
+
+def schedule_error(schedule: ScheduleConfig, epochs: int) -> str | None:
+    """Why a piecewise schedule does not fit `epochs` (a milestone outside (0, epochs) would never, or always,
+    apply), else None. The rule of workers.optim.validate_schedule, without torch."""
+    if schedule.kind != "piecewise":
+        return None
+    for m, e in zip(schedule.milestones, milestone_epochs(schedule, epochs), strict=True):
+        if not 0 < e < epochs:
+            return f"{m:g} is epoch {e:g}, outside (0, {epochs}) for {epochs} epochs"
+    return None
+
+
+def _field_error(loc: tuple[str, ...], value: object, reason: str) -> ValidationError:
+    """A model-level check reported at the field it is about (pydantic keeps `loc`), so SpecError names it."""
+    detail = InitErrorDetails(type="value_error", loc=loc, input=value, ctx={"error": ValueError(reason)})
+    return ValidationError.from_exception_data("TrialConfig", [detail])
 
 
 def fmt_num(w: float) -> str:

@@ -1,22 +1,113 @@
 """The plan of a sweep: every trial config with its parameter count, FLOPs and an estimated cost; nothing runs.
 
-Counting builds each network on torch's meta device (workers.models.model_counts), so planning the 125-network
-grid takes seconds and allocates no weights.
+Counting is closed-form for the WRN body (search_spaces.counting, microseconds per network, no torch); other
+models are built on torch's meta device (workers.models.model_counts).
+
+Cost model: a trial's device-seconds = MACs it performs / the device's sustained MACs per second. The MACs come
+from the network's forward MACs times the forward-pass equivalents of each training and evaluation step
+(`train_passes`, `eval_passes`); the rate comes from a calibration measured on the device by
+`robustgrid calibrate` (workers.calibrate, stored as JSON at `<storage_path>/calibration.json`), else from
+DEFAULT_MACS_PER_SECOND, in which case the plan's totals say `calibrated: false`.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from search_spaces.catalog import DATASETS
 from search_spaces.config import TrialConfig, join_nums
+from search_spaces.counting import analytic_counts
 from search_spaces.spec import SpecError, SweepSpec, config_hash, expand
+
+log = logging.getLogger(__name__)
 
 # Throughput model: multiply-accumulates per second a trial sustains on the reference device. The default is a
 # conservative figure for one H100 running bf16 WRN training (about 25% of its dense bf16 peak, in MACs).
 DEFAULT_MACS_PER_SECOND = 1.0e14
+CALIBRATION_FILE = "calibration.json"
+
+# Forward-pass equivalents per training example besides the attack (a backward costs ~2 forwards; an attack step
+# ~2: a forward and the input-gradient backward), read off workers.methods:
+#   clean: fwd+bwd = 3.  sat, fgsm: adversarial fwd+bwd 3 + clean forward without gradient 1 = 4.
+#   gat, mart, war_gat: clean and adversarial fwd+bwd = 6.  trades, war_trades: 6 + the attack's target forward 1.
+TRAIN_PASSES: dict[str, int] = {"clean": 3, "sat": 4, "fgsm": 4, "gat": 6, "mart": 6, "war_gat": 6, "trades": 7,
+                                "war_trades": 7}
+ATTACK_STEP_PASSES = 2
+
+
+def train_passes(cfg: TrialConfig) -> int:
+    """Forward-pass equivalents of one training example of `cfg` (method passes + 2 per attack step)."""
+    steps = 0 if cfg.method == "clean" else cfg.train_attack.steps
+    return TRAIN_PASSES.get(cfg.method, 6) + ATTACK_STEP_PASSES * steps
+
+
+def eval_passes(cfg: TrialConfig) -> int:
+    """Forward-pass equivalents of evaluating one example: the clean forward, and at eps > 0 the attack and the
+    adversarial forward (workers.evaluate; at eps = 0 there is no attack)."""
+    return 1 if cfg.eps == 0.0 else 2 + ATTACK_STEP_PASSES * cfg.eval_attack.steps
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A measured throughput of the device (workers.calibrate), stored as JSON next to the Ray results."""
+
+    device: str  # e.g. "cuda: NVIDIA H100 80GB HBM3" or "cpu: x86_64, 2 threads"
+    macs_per_second: float  # sustained multiply-accumulates per second of adversarial training
+    measured_at: str  # ISO 8601, UTC
+    code_version: str
+    probe: dict[str, Any] = field(default_factory=dict)  # what was timed: model, depths, widths, batch, steps, ...
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        rate = float(d["macs_per_second"])
+        if not rate > 0:
+            raise ValueError(f"macs_per_second must be > 0, got {rate}")
+        return cls(device=str(d["device"]), macs_per_second=rate, measured_at=str(d["measured_at"]),
+                   code_version=str(d.get("code_version", "")), probe=dict(d.get("probe") or {}))
+
+
+def default_storage_path() -> str:
+    """Where the service keeps Ray results: $ROBUSTGRID_STORAGE_PATH, else ./ray_results (service.settings)."""
+    return os.environ.get("ROBUSTGRID_STORAGE_PATH") or str(Path.cwd() / "ray_results")
+
+
+def calibration_path(storage_path: str | None = None) -> Path | None:
+    """`<storage_path>/calibration.json`; None for remote storage (s3://...), which holds no calibration."""
+    root = storage_path or default_storage_path()
+    return None if "://" in root else Path(root).expanduser() / CALIBRATION_FILE
+
+
+def save_calibration(cal: Calibration, storage_path: str | None = None) -> Path:
+    """Write the calibration atomically (a temporary file renamed into place); returns its path."""
+    path = calibration_path(storage_path)
+    if path is None:
+        raise SpecError("storage_path", f"{storage_path!r} is remote; the calibration needs a local directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(cal.to_json())
+    tmp.replace(path)
+    return path
+
+
+def load_calibration(storage_path: str | None = None) -> Calibration | None:
+    """The stored calibration, or None when there is none (or it is unreadable, which is logged)."""
+    path = calibration_path(storage_path)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return Calibration.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as e:
+        log.warning("ignoring the calibration at %s: %s", path, e)
+        return None
 
 
 @dataclass(frozen=True)
@@ -55,9 +146,15 @@ class PlannedTrial:
 class Plan:
     spec: SweepSpec
     trials: list[PlannedTrial] = field(default_factory=list)
+    calibration: Calibration | None = None  # None: DEFAULT_MACS_PER_SECOND
+
+    @property
+    def macs_per_second(self) -> float:
+        return self.calibration.macs_per_second if self.calibration else DEFAULT_MACS_PER_SECOND
 
     def totals(self) -> dict[str, Any]:
         params = [t.params for t in self.trials]
+        cal = self.calibration
         return {
             "n_trials": len(self.trials),
             "params_min": min(params),
@@ -65,26 +162,32 @@ class Plan:
             "flops_min": min(t.flops for t in self.trials),
             "flops_max": max(t.flops for t in self.trials),
             "est_gpu_hours": round(sum(t.est_seconds for t in self.trials) / 3600, 3),
+            "calibrated": cal is not None,
+            "macs_per_second": self.macs_per_second,
+            "calibration_device": cal.device if cal else None,
         }
 
 
 @functools.lru_cache(maxsize=4096)
 def counts(model: str, depths: tuple[int, ...], widths: tuple[float, ...], num_classes: int, channels: int, size: int) -> tuple[int, int]:
+    """(parameters, forward MACs per image): closed form where search_spaces.counting covers the model, else
+    built on the meta device."""
+    exact = analytic_counts(model, depths, widths, num_classes, channels, size)
+    if exact is not None:
+        return exact
     from workers.models import model_counts  # the one place search_spaces reaches into workers (see architecture.md)
 
     return model_counts(model, depths=depths, widths=widths, num_classes=num_classes, in_channels=channels, input_size=size)
 
 
 def estimate_seconds(cfg: TrialConfig, flops: int, macs_per_second: float = DEFAULT_MACS_PER_SECOND) -> float:
-    """Device-seconds of one trial: a training step costs ~3 forward passes, an attack step ~2 (forward plus the
-    input-gradient backward); validation runs the evaluation attack every epoch; the final evaluation runs it
-    on the best and the last checkpoint."""
+    """Device-seconds of one trial: every epoch trains on n_train examples (`train_passes` each) and validates
+    on val_size (`eval_passes`); the final evaluation runs on n_test at the best and the last checkpoint."""
     info = DATASETS[cfg.dataset]
     n_train = cfg.n_train or max(info["n_train"] - cfg.val_size, 1)
-    train_steps = 0 if cfg.method == "clean" else cfg.train_attack.steps
-    per_epoch = n_train * (3 + 2 * train_steps) + cfg.val_size * (1 + 2 * cfg.eval_attack.steps)
+    per_epoch = n_train * train_passes(cfg) + cfg.val_size * eval_passes(cfg)
     n_test = cfg.n_test or 10_000
-    final = 2 * n_test * (1 + 2 * cfg.eval_attack.steps)
+    final = 2 * n_test * eval_passes(cfg)
     return flops * (cfg.epochs * per_epoch + final) / macs_per_second
 
 
@@ -96,20 +199,27 @@ def _count(cfg: TrialConfig) -> tuple[int, int]:
         raise SpecError("model" if "model" in str(e) else "depths", str(e)) from None
 
 
-def make_plan(spec: SweepSpec, *, max_trials: int = 2000) -> Plan:
-    """Expand, count, apply the spec's constraints and the trial limit. Raises SpecError naming the field."""
+def _within(value: int, low: int | None, high: int | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def make_plan(spec: SweepSpec, *, max_trials: int = 2000, calibration: Calibration | None = None,
+              storage_path: str | None = None) -> Plan:
+    """Expand, count, apply the spec's constraints and the trial limit; cost with `calibration`, else the one
+    stored under `storage_path` (default: default_storage_path()), else the default rate. Raises SpecError."""
     configs = expand(spec)
     if len(configs) > max_trials:
-        raise SpecError("spec", f"{len(configs)} trials exceed the maximum of {max_trials}")
-    plan = Plan(spec=spec)
+        raise SpecError("spec", f"{len(configs)} trials exceed the maximum of {max_trials} (setting max_trials)")
+    plan = Plan(spec=spec, calibration=calibration or load_calibration(storage_path))
     c = spec.constraints
-    for cfg in configs:
-        params, flops = _count(cfg)
-        if c.min_params is not None and params < c.min_params or c.max_params is not None and params > c.max_params:
-            continue
-        if c.min_flops is not None and flops < c.min_flops or c.max_flops is not None and flops > c.max_flops:
-            continue
-        plan.trials.append(PlannedTrial(cfg, config_hash(cfg), params, flops, estimate_seconds(cfg, flops)))
+    counted = [(cfg, *_count(cfg)) for cfg in configs]
+    for cfg, params, flops in counted:
+        if _within(params, c.min_params, c.max_params) and _within(flops, c.min_flops, c.max_flops):
+            est = estimate_seconds(cfg, flops, plan.macs_per_second)
+            plan.trials.append(PlannedTrial(cfg, config_hash(cfg), params, flops, est))
     if not plan.trials:
-        raise SpecError("constraints", f"the constraints leave none of the {len(configs)} trials")
+        bounds = ", ".join(f"{k}={v:,}" for k, v in c.model_dump().items() if v is not None)
+        ps, fs = [p for _, p, _ in counted], [f for _, _, f in counted]
+        raise SpecError("constraints", f"{bounds} leave none of the {len(configs)} trials (params "
+                        f"{min(ps):,}..{max(ps):,}, flops {min(fs):,}..{max(fs):,})")
     return plan

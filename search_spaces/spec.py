@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from search_spaces.catalog import DATASETS, METHOD_DEFAULTS, known
 from search_spaces.config import Norm, TrialConfig
+from search_spaces.search import SearchConfig
 
 AXES = ("depths", "widths", "gamma", "method", "lam", "eps", "norm", "n_train", "seeds")
 
@@ -66,6 +67,7 @@ class SweepSpec(BaseModel):
     zip: list[list[str]] = []  # groups of axes iterated together instead of crossed
     training: dict[str, Any] = {}  # TrialConfig fields shared by all trials (epochs, batch_size, lr, ...)
     constraints: Constraints = Constraints()
+    search: SearchConfig | None = None  # None: run every configuration (a grid); see search_spaces.search
 
     @field_validator("gamma", "method", "lam", "eps", "norm", "n_train", "seeds", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from db.engine import make_engine, session_factory, upgrade
 from search_spaces.provenance import code_version
-from service.routes import results, sweeps
+from service.routes import analysis, results, sweeps
 from service.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = session_factory(engine)
     app.include_router(sweeps.router, prefix=API_PREFIX)
     app.include_router(results.router, prefix=API_PREFIX)
+    app.include_router(analysis.router, prefix=API_PREFIX)
 
     @app.get(f"{API_PREFIX}/health")
     def health() -> dict[str, str]:

@@ -186,30 +186,64 @@ def results(sweep: Annotated[Optional[str], typer.Option(help="sweep id or name"
             fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
             out: Annotated[Optional[Path], typer.Option(help="write to this file instead of stdout")] = None,
             where: Annotated[Optional[list[str]], typer.Option("--where", help="FIELD=VALUE filter, repeatable")] = None,
+            export_sweeps: Annotated[Optional[Path], typer.Option(
+                help="write whole sweeps (spec, trials, every row) as JSON for another store")] = None,
+            import_sweeps: Annotated[Optional[Path], typer.Option(help="load sweeps written by --export-sweeps")] = None,
+            suffix: Annotated[Optional[str], typer.Option(help="with --import-sweeps: append to clashing names")] = None,
             database_url: DbOpt = None) -> None:
-    """The results table (one row per trial, checkpoint and attack; or per epoch), as a table, CSV or JSON."""
-    from db.engine import make_engine, session_factory
+    """List or export results (one row per trial, checkpoint and attack; or per epoch) as a table, CSV or JSON;
+    move whole sweeps between stores with --export-sweeps / --import-sweeps."""
+    from db.engine import make_engine, session_factory, upgrade
+    from db.results import query_results
     from service.exports import render_rows
     from service.filters import parse_filters
 
     settings = settings_from(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    if import_sweeps is not None or export_sweeps is not None:
+        _transfer(sessions, sweep, export_sweeps, import_sweeps, suffix)
+        return
     pairs = [tuple(w.split("=", 1)) for w in where or [] if "=" in w]
     if sweep is not None:
         pairs.append(("sweep", sweep))
     try:
         filters = parse_filters(pairs, reserved=set())
-        from db.results import query_results
-
-        with session_factory(make_engine(settings.database_url))() as s:
+        with sessions() as s:
             rows = query_results(s, filters=filters, kind=kind)
+        text = render_rows(rows, fmt)
     except (SpecError, ValueError) as e:
         fail(str(e))
-    text = render_rows(rows, fmt)
     if out is not None:
         out.write_text(text)
         typer.echo(f"{len(rows)} rows -> {out}", err=True)
     else:
         typer.echo(text)
+
+
+def _transfer(sessions: Any, sweep: str | None, export_to: Path | None, import_from: Path | None,
+              suffix: str | None) -> None:
+    from db.sweeps import get_sweep_by_name_or_id, list_sweeps
+    from db.transfer import export_sweeps, import_sweeps
+
+    if export_to is not None:
+        with sessions() as s:
+            found = list_sweeps(s) if sweep is None else [get_sweep_by_name_or_id(s, ref=sweep)]
+            if None in found:
+                fail(f"sweep: {sweep!r} not found")
+            dump = export_sweeps(s, sweep_ids=[sw.id for sw in found])
+        export_to.write_text(json.dumps(dump, default=str))
+        typer.echo(f"{len(dump['sweeps'])} sweep(s) -> {export_to}", err=True)
+    if import_from is not None:
+        if not import_from.exists():
+            fail(f"import-sweeps: file {str(import_from)!r} does not exist")
+        try:
+            with sessions.begin() as s:
+                names = [sw.name for sw in import_sweeps(s, dump=json.loads(import_from.read_text()), suffix=suffix)]
+        except (ValueError, json.JSONDecodeError) as e:
+            fail(str(e))
+        typer.echo(f"imported {len(names)} sweep(s): {', '.join(names)}", err=True)
 
 
 @app.command()
@@ -325,6 +359,12 @@ def demo(data_root: DataRootOpt = None, database_url: DbOpt = None,
     typer.echo(f"demo wall time: {time.monotonic() - t0:.0f} s")
     if stop_ray:
         launcher.stop_local_head(settings)
+
+
+import service.cli_plan  # noqa: F401,E402
+import service.cli_science  # noqa: F401,E402
+import service.cli_lifecycle  # noqa: F401,E402
+import service.cli_bench  # noqa: F401,E402
 
 
 def main() -> None:  # pragma: no cover - console entry

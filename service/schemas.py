@@ -53,6 +53,9 @@ class PlanTotals(BaseModel):
     flops_min: int
     flops_max: int
     est_gpu_hours: float
+    calibrated: bool = False  # whether est_gpu_hours uses a measured throughput (robustgrid calibrate)
+    macs_per_second: float | None = None
+    calibration_device: str | None = None
 
 
 class PlanOut(BaseModel):
@@ -109,6 +112,59 @@ class ParetoOut(BaseModel):
     front: list[dict[str, Any]]
 
 
+class EpsilonStarPoint(BaseModel):
+    """One run at its selected epoch (smallest validation adv_loss_test). eps in [0, 1] pixel units, losses in nats."""
+
+    trial: int
+    eps: float
+    epoch: int
+    adv_loss_train: float
+    adv_loss_test: float
+    catastrophic_overfitting: bool | None  # fgsm-trained runs only; None for other methods
+
+
+class EpsilonStarFast(BaseModel):
+    """The fast approximation: a line through the fine-tuning runs of the clean model, extrapolated to R0."""
+
+    method: str  # sat (PGD) | fgsm
+    norm: str
+    epochs: int  # fine-tuning epochs
+    points: list[EpsilonStarPoint]
+    missing: list[int]  # fine-tuning trials without results yet
+    eps_star: float | None
+    bracketed: bool  # eps* within the fine-tuning eps range (interpolated) rather than extrapolated
+    lower: float | None
+    upper: float | None
+    slope: float | None  # nats per unit eps
+    intercept: float | None  # nats
+    n_points: int
+    reason: str | None
+
+
+class EpsilonStarGroup(BaseModel):
+    """eps* of one (arch, method, lam, norm, dataset, n_train, seed) group; see service/epsilon_star.py."""
+
+    sweep: str  # the sweep holding the from-scratch runs
+    arch: str
+    method: str
+    lam: float
+    norm: str
+    dataset: str
+    n_train: int | None
+    seed: int
+    clean_trial: int | None
+    r0: float | None  # the clean run's clean test loss (final row, checkpoint best), nats
+    points: list[EpsilonStarPoint]
+    missing: list[int]  # trials of the group without results yet
+    eps_star: float | None  # sup {eps : adv_loss_train(eps) <= R0}, linear interpolation; None: not bracketed
+    bracketed: bool
+    lower: float | None
+    upper: float | None
+    reason: str | None
+    eps_star_fast: float | None
+    fast: list[EpsilonStarFast]
+
+
 class EpsilonStarOut(BaseModel):
-    sweep: str
-    groups: list[dict[str, Any]]
+    sweep_id: int
+    groups: list[EpsilonStarGroup]

@@ -1,25 +1,48 @@
-"""From a sweep request to a stored, launched sweep: resolve, validate, plan, write in one transaction, launch.
+"""From a sweep request to a stored, launched sweep: resolve, validate, plan, write in one transaction, launch;
+and the rest of a sweep's life: cancel, resume, extend.
 
 Shared by the API route and the CLI so both take the same path. Nothing here imports torch or ray directly:
-planning goes through search_spaces, launching through service.launcher.
+planning goes through search_spaces, launching through service.launcher. A grid sweep stores all its trials at
+submission; a search sweep (tpe, nsga2) stores none: the driver's searcher inserts each trial row as it samples it,
+before the trial runs, so the sweep holds exactly the trials the search ran.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.sweeps import Sweep, create_sweep, set_sweep_job, set_sweep_status
+from db.sweeps import (
+    Sweep,
+    add_trials,
+    create_sweep,
+    end_unfinished_trials,
+    get_sweep,
+    refresh_sweep_status,
+    requeue_trials,
+    set_sweep_job,
+    set_sweep_spec,
+    set_sweep_status,
+    trial_hashes,
+    trial_status_counts,
+)
 from search_spaces.catalog import DISK_DATASETS
 from search_spaces.plan import Plan, make_plan
 from search_spaces.presets import resolve
 from search_spaces.provenance import code_version
+from search_spaces.search import check_epochs
 from search_spaces.spec import SpecError, SweepSpec
 from service.schemas import SweepRequest
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service import launcher as launcher_types
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +72,28 @@ def check_data_root(spec: SweepSpec, data_root: str | None) -> None:
 def plan_request(req: SweepRequest, settings: Settings) -> tuple[SweepSpec, Plan]:
     spec = resolve_spec(req)
     check_data_root(spec, data_root_of(req, settings))
-    return spec, make_plan(spec, max_trials=settings.max_trials)
+    plan = make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path)
+    check_search(spec, plan)
+    return spec, plan
 
 
-def _trial_rows(plan: Plan) -> list[dict[str, object]]:
+def check_search(spec: SweepSpec, plan: Plan) -> None:
+    """What the search config can only check against the planned trials (ASHA's rungs against the epochs)."""
+    if spec.search is not None:
+        try:
+            check_epochs(spec.search, [t.config.epochs for t in plan.trials])
+        except ValueError as e:
+            raise SpecError("search.asha.grace_period", str(e)) from None
+
+
+def trial_rows(plan: Plan, *, with_idx: bool = True) -> list[dict[str, object]]:
     rows = []
     for i, t in enumerate(plan.trials):
         row = t.row()
         row.pop("est_gpu_seconds")
-        row.update(idx=i, config=t.config.model_dump(mode="json"), config_hash=t.config_hash)
+        row.update(config=t.config.model_dump(mode="json"), config_hash=t.config_hash)
+        if with_idx:
+            row["idx"] = i
         rows.append(row)
     return rows
 
@@ -67,9 +103,10 @@ def store_sweep(session: Session, req: SweepRequest, settings: Settings) -> tupl
     spec, plan = plan_request(req, settings)
     name = spec.name or f"{req.preset or 'sweep'}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10_000:04d}"
     stored = spec.model_dump(mode="json") | {"name": name}
+    searched = spec.search is not None and spec.search.is_search  # trials are created as they are sampled
     with session.begin():
         sweep = create_sweep(session, name=name, spec=stored | {"data_root": data_root_of(req, settings)},
-                             trials=_trial_rows(plan), code_version=code_version())
+                             trials=[] if searched else trial_rows(plan), code_version=code_version())
     return sweep, plan
 
 
@@ -91,3 +128,164 @@ def launch_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
         set_sweep_job(s, sweep_id=sweep_id, ray_job_id=job_id, dashboard_url=launcher.dashboard_url(cluster))
     log.info("sweep %d submitted as Ray job %s", sweep_id, job_id)
     return job_id
+
+
+# --------------------------------------------------------------------------------------- lifecycle: cancel, resume, extend
+
+JOB_DONE = ("STOPPED", "FAILED", "SUCCEEDED")
+STOP_WAIT_S = 30.0  # seconds to wait for a stopped driver job to end before its trials are marked cancelled
+
+
+class LifecycleError(Exception):
+    """A lifecycle request that cannot be carried out: `status_code` 404 (no such sweep), 409 (the sweep's state
+    does not allow it) or 422 (bad input); `field` and `reason` say why. Nothing has been written."""
+
+    def __init__(self, status_code: int, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.status_code, self.field, self.reason = status_code, field, reason
+
+
+@dataclass
+class LifecycleResult:
+    sweep_id: int
+    status: str  # the sweep's status afterwards
+    ray_job_id: str | None  # the job stopped (cancel) or submitted (resume, extend)
+    job_status: str | None  # the stopped job's final state (cancel)
+    trials: list[int]  # ids of the trials cancelled, requeued or added
+
+
+def _cluster(settings: Settings) -> launcher_types.RayCluster:
+    """The cluster to talk to, without starting a local head (a cancel needs none: no head, no running job)."""
+    from service import launcher
+
+    if settings.ray_address:
+        return launcher.ensure_ray_head(settings)
+    url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
+    return launcher.RayCluster(address=url, gcs_address="", dashboard_url=url, started_by_us=False)
+
+
+def job_state(settings: Settings, job_id: str | None) -> str | None:
+    """The Ray job's status, or None when there is no job or no head that knows it (then nothing runs it)."""
+    from service import launcher
+
+    if not job_id:
+        return None
+    try:
+        return launcher.job_status(settings, _cluster(settings), job_id)
+    except Exception as e:  # noqa: BLE001 - an unreachable head or an unknown job: the job is not running
+        log.info("job %s: no status (%s)", job_id, e)
+        return None
+
+
+def _stop(settings: Settings, job_id: str | None, wait_s: float) -> str | None:
+    from service import launcher
+
+    state = job_state(settings, job_id)
+    if job_id is None or state is None or state in JOB_DONE:
+        return state
+    launcher.stop_job(settings, _cluster(settings), job_id)
+    deadline = time.monotonic() + wait_s
+    while (state := job_state(settings, job_id)) not in (*JOB_DONE, None) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return state
+
+
+def _get(session: Session, sweep_id: int) -> Sweep:
+    sweep = get_sweep(session, sweep_id=sweep_id)
+    if sweep is None:
+        raise LifecycleError(404, "sweep", f"sweep {sweep_id} not found")
+    return sweep
+
+
+def _unfinished(session: Session, sweep_id: int) -> int:
+    counts = trial_status_counts(session, sweep_id=sweep_id)
+    return counts["queued"] + counts["running"]
+
+
+def cancel_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *,
+                 wait_s: float = STOP_WAIT_S) -> LifecycleResult:
+    """Cancel: the sweep becomes `cancelled` (sticky, so a dying driver cannot overwrite it), its Ray job is
+    stopped (and awaited up to `wait_s`), then its queued and running trials end `cancelled`. Finished trials and
+    every stored result stay. 409 when the sweep has already ended with nothing unfinished."""
+    with make_session.begin() as s:
+        sweep = _get(s, sweep_id)
+        if sweep.status in ("completed", "failed", "cancelled") and not _unfinished(s, sweep_id):
+            raise LifecycleError(409, "status", f"sweep {sweep_id} is already {sweep.status}: nothing to cancel")
+        set_sweep_status(s, sweep_id=sweep_id, status="cancelled")
+        job = sweep.ray_job_id
+    state = _stop(settings, job, wait_s)
+    with make_session.begin() as s:
+        ids = end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error="cancelled by the user")
+        status = refresh_sweep_status(s, sweep_id=sweep_id)
+    log.info("sweep %d cancelled: job %s %s, %d trials cancelled", sweep_id, job, state, len(ids))
+    return LifecycleResult(sweep_id, status, job, state, ids)
+
+
+def resume_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings) -> LifecycleResult:
+    """Resume after the driver (or the API, or a cancel) stopped it: running and cancelled trials go back to
+    `queued` and a new driver job continues the sweep's experiments with Tuner.restore; finished trials are never
+    run again. 409 while its job still runs, or when the sweep completed with nothing left."""
+    with make_session() as s:
+        sweep = _get(s, sweep_id)
+        job, status, data_root = sweep.ray_job_id, sweep.status, sweep.spec.get("data_root")
+    state = job_state(settings, job)
+    if state is not None and state not in JOB_DONE:
+        raise LifecycleError(409, "status", f"sweep {sweep_id}'s driver job {job} is still {state}: nothing to resume")
+    with make_session.begin() as s:
+        if status == "completed" and not _unfinished(s, sweep_id):
+            raise LifecycleError(409, "status", f"sweep {sweep_id} is completed: nothing to resume")
+        ids = requeue_trials(s, sweep_id=sweep_id, statuses=("running", "cancelled"))
+        set_sweep_status(s, sweep_id=sweep_id, status="queued")
+    job = launch_sweep(make_session, sweep_id, settings, data_root=data_root)
+    return LifecycleResult(sweep_id, "queued", job, None, ids)
+
+
+def extend_sweep(make_session: sessionmaker[Session], sweep_id: int, patch: dict[str, Any],
+                 settings: Settings) -> LifecycleResult:
+    """Extend a finished grid sweep: the stored spec with `patch` applied (e.g. more seeds, more widths) is
+    planned; its configurations whose config_hash the sweep does not hold yet become new trial rows (one
+    transaction, with the new spec and the extension recorded), and a new Tune experiment runs just those.
+    409 while the sweep runs; 422 for a bad patch, a search sweep, or a patch that adds nothing."""
+    with make_session() as s:
+        sweep = _get(s, sweep_id)
+        algorithm = (sweep.spec.get("search") or {}).get("algorithm", "grid")
+        if algorithm != "grid":
+            raise LifecycleError(422, "search", f"extend adds configurations to a grid sweep; sweep {sweep_id} is "
+                                                f"a {algorithm} search")
+        if sweep.status in ("queued", "running") or _unfinished(s, sweep_id):
+            raise LifecycleError(409, "status", f"sweep {sweep_id} is {sweep.status}: only a finished sweep can be "
+                                                f"extended (wait for it, or cancel it)")
+        stored, existing = dict(sweep.spec), trial_hashes(s, sweep_id=sweep_id)
+    spec, plan = _extended_plan(stored, patch, settings)
+    new = [row for row in trial_rows(plan, with_idx=False) if row["config_hash"] not in existing]
+    if not new:
+        raise LifecycleError(422, "patch", f"adds no configuration: all {len(plan.trials)} of the extended spec "
+                                           f"are already among the sweep's {len(existing)} trials")
+    if len(existing) + len(new) > settings.max_trials:
+        raise LifecycleError(422, "patch", f"{len(existing)} + {len(new)} trials exceed the maximum of "
+                                           f"{settings.max_trials}")
+    with make_session.begin() as s:
+        added = add_trials(s, sweep_id=sweep_id, trials=new)
+        extension = {"first_idx": added[0].idx, "n_trials": len(added), "patch": patch}
+        new_spec = spec.model_dump(mode="json") | {"name": stored.get("name"), "data_root": stored.get("data_root"),
+                                                   "extensions": [*stored.get("extensions", []), extension]}
+        set_sweep_spec(s, sweep_id=sweep_id, spec=new_spec)
+        set_sweep_status(s, sweep_id=sweep_id, status="queued")
+        ids = [t.id for t in added]
+    job = launch_sweep(make_session, sweep_id, settings, data_root=stored.get("data_root"))
+    return LifecycleResult(sweep_id, "queued", job, None, ids)
+
+
+def _extended_plan(stored: dict[str, Any], patch: dict[str, Any], settings: Settings) -> tuple[SweepSpec, Plan]:
+    for key in ("name", "search"):
+        if key in patch:
+            raise LifecycleError(422, f"patch.{key}", f"an extension cannot change the sweep's {key}")
+    base = {k: v for k, v in stored.items() if k in SweepSpec.model_fields}
+    try:
+        spec = SweepSpec(**(base | patch))
+        return spec, make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise LifecycleError(422, "patch." + (".".join(str(p) for p in err["loc"]) or "spec"), err["msg"]) from None
+    except SpecError as e:
+        raise LifecycleError(422, f"patch.{e.field}", e.reason) from None

@@ -2,7 +2,9 @@
 
 Per-epoch rows are upserted by (trial, epoch) and final rows by (trial, checkpoint, attack), so replaying a
 trial after a crash (Tuner.restore) never duplicates or loses a row. Trial status transitions:
-queued -> running -> completed | failed (with the error text).
+queued -> running -> completed | failed (with the error text) | stopped (early, by the scheduler: the reason, e.g.
+the ASHA rung and cutoff, goes into `error`). A trial the database already holds as completed or stopped (a replay
+after a driver restart, reported as `kind = "skipped"` by the trainable) is left exactly as it is.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, session_factory
 from db.results import upsert_epoch, upsert_final
-from db.sweeps import mark_trial, refresh_sweep_status
+from db.sweeps import get_trial, mark_trial, refresh_sweep_status
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,20 @@ def error_text(trial: Any) -> str:
     return "unknown error (no error file)"
 
 
+FINISHED = ("completed", "stopped")  # trial statuses a replay must never overwrite
+
+
 class DBWriter(Callback):
     """Writes what trials report into the database at `database_url`. Tune pickles its callbacks with the
-    experiment (for Tuner.restore), so the engine is created lazily and never pickled."""
+    experiment (for Tuner.restore), so the engine is created lazily and never pickled. `scheduler`, when given,
+    explains early stops (`stop_reason(tune_trial_id)`); it is pickled with this callback in the same tuner state,
+    so the reference survives a restore."""
 
-    def __init__(self, database_url: str, sweep_id: int):
+    def __init__(self, database_url: str, sweep_id: int, scheduler: Any = None):
         self.database_url, self.sweep_id = database_url, sweep_id
+        self.scheduler = scheduler
         self.failed: set[int] = set()
+        self.stopped: set[int] = set()
         self._sessions: sessionmaker[Session] | None = None
 
     @property
@@ -77,7 +86,16 @@ class DBWriter(Callback):
             refresh_sweep_status(s, sweep_id=self.sweep_id)
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._mark(trial, "running")
+        with self.make_session.begin() as s:
+            row = get_trial(s, trial_id=_trial_id(trial))
+            if row is not None and row.status in FINISHED:
+                return  # finished before a driver restart: the trainable skips it
+            mark_trial(s, trial_id=_trial_id(trial), status="running")
+            refresh_sweep_status(s, sweep_id=self.sweep_id)
+
+    def _stop_reason(self, trial: Any, result: dict[str, Any]) -> str:
+        reason = self.scheduler.stop_reason(trial.trial_id) if self.scheduler is not None else None
+        return reason or f"stopped early by the scheduler at epoch {result.get('epoch')}"
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
         tid, kind = _trial_id(trial), result.get("kind")
@@ -88,6 +106,10 @@ class DBWriter(Callback):
                 if traj is not None:
                     metrics["lam_trajectory"] = traj
                 upsert_epoch(s, trial_id=tid, epoch=int(result["epoch"]), metrics=metrics)
+                if result.get("done"):  # the scheduler stopped the trial at this epoch (Tune sets done first)
+                    self.stopped.add(tid)
+                    mark_trial(s, trial_id=tid, status="stopped", error=self._stop_reason(trial, result),
+                               gpu_seconds=result.get("gpu_seconds"))
             elif kind == "final":
                 for row in json.loads(result["final_rows"]):
                     metrics = {k: row.get(k) for k in FINAL_KEYS}
@@ -101,7 +123,7 @@ class DBWriter(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         # completion rows were written with the final result; a trial that ended without one failed silently
         tid = _trial_id(trial)
-        if tid in self.failed or trial.last_result.get("kind") == "final":
+        if tid in self.failed or tid in self.stopped or trial.last_result.get("kind") in ("final", "skipped"):
             return
         self._mark(trial, "failed", error="trial ended without a final evaluation")
 

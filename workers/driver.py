@@ -1,9 +1,16 @@
 """The sweep driver, run as a Ray job: `python -m workers.driver SWEEP_ID`.
 
-It reads the sweep's stored trial configs, runs every one of them once as a Ray Tune trial (or continues an
-interrupted experiment with `Tuner.restore`), and leaves the writing of results to the DBWriter callback.
-Settings come from the environment the launcher gives the job: ROBUSTGRID_DATABASE_URL, ROBUSTGRID_DATA_ROOT,
-ROBUSTGRID_STORAGE_PATH, ROBUSTGRID_RAY_ADDRESS.
+A sweep runs as one Tune experiment per launch: the first covers the trials stored at submission, each `extend`
+adds a launch for the trials it appended (the stored spec lists them under `extensions`, each with the idx of its
+first trial), so an extension never re-runs what exists. For each launch with work left the driver builds a Tuner
+(grid: one Tune trial per stored trial; search: workers.tune_search's Optuna searcher creates trial rows as it
+samples), or continues the launch's experiment with `Tuner.restore` when it exists (after the driver died).
+Trials the database holds as completed or stopped are passed to the trainable as `skip`, so a configuration that
+finished before a crash is never run again, even when Tune's experiment snapshot is older than the database.
+Each trial asks Ray for a GPU share sized by its predicted memory (search_spaces.placement); CPUs only without GPUs.
+Results are written by the DBWriter callback. Settings come from the environment the launcher gives the job:
+ROBUSTGRID_DATABASE_URL, ROBUSTGRID_DATA_ROOT, ROBUSTGRID_STORAGE_PATH, ROBUSTGRID_RAY_ADDRESS, and optionally
+ROBUSTGRID_GPU_MEMORY_GIB (memory of one GPU, when Ray's accelerator type does not tell).
 """
 
 from __future__ import annotations
@@ -18,60 +25,149 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune import PlacementGroupFactory
 
 from db.engine import make_engine, session_factory
-from db.sweeps import get_sweep, list_trials, mark_trial, refresh_sweep_status, set_sweep_status
+from db.sweeps import end_unfinished_trials, get_sweep, list_trials, refresh_sweep_status, set_sweep_status
+from search_spaces.catalog import DATASETS
+from search_spaces.config import TrialConfig
+from search_spaces.placement import place, predict_memory_gib
+from search_spaces.search import check_epochs
+from search_spaces.spec import SweepSpec
 from workers.db_writer import DBWriter
+from workers.memory_probe import act_elems_per_image
 from workers.trainable import run_trial
+from workers.tune_search import Candidate, make_scheduler, make_search_alg
 
 log = logging.getLogger("workers.driver")
 
+FINISHED = ("completed", "stopped")  # never run again
+NOT_TO_START = (*FINISHED, "failed")  # a fresh experiment leaves these out
+GPU_MEMORY_GIB = {"H200": 141.0, "H100": 80.0, "A100": 40.0, "L40S": 48.0, "L4": 24.0, "A10G": 24.0, "V100": 16.0,
+                  "T4": 16.0}  # Ray's accelerator_type -> memory of one GPU (the smaller size where two exist)
+DEFAULT_GPU_MEMORY_GIB = 16.0
 
-def experiment_name(sweep_id: int, sweep_name: str) -> str:
-    """Unique per sweep even across databases sharing one storage path (ids restart in a new database)."""
+
+def experiment_name(sweep_id: int, sweep_name: str, first_idx: int = 0) -> str:
+    """Unique per sweep and launch, even across databases sharing one storage path (ids restart in a new
+    database): `sweep-<id>-<name>` for the first launch, `...-ext<first idx>` for an extension."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", sweep_name)[:80]
-    return f"sweep-{sweep_id}-{safe}"
+    return f"sweep-{sweep_id}-{safe}" + (f"-ext{first_idx}" if first_idx else "")
 
 
-def trial_resources(cluster_gpus: float) -> dict[str, float]:
-    """One CPU per trial; one GPU per trial where the cluster has GPUs (fractional placement: search_spaces)."""
-    return {"cpu": 1, "gpu": 1} if cluster_gpus >= 1 else {"cpu": 1}
+def stored_spec(spec: dict[str, Any]) -> SweepSpec:
+    """The SweepSpec of a stored spec (which also holds the data root and the extensions)."""
+    return SweepSpec(**{k: v for k, v in spec.items() if k in SweepSpec.model_fields})
 
 
-def build_tuner(sweep_id: int, *, database_url: str, storage_path: str, data_root: str | None) -> tune.Tuner:
-    """A Tuner over the sweep's stored trials; `Tuner.restore` when the experiment already exists (finished
-    trials are never run again; unfinished ones continue from their last checkpoint; failed ones stay failed)."""
+def launch_ranges(spec: dict[str, Any]) -> list[tuple[int, int | None]]:
+    """[(first idx, end idx or None)] of each launch: the submission's trials, then each extension's."""
+    starts = [0] + [int(e["first_idx"]) for e in spec.get("extensions", [])]
+    return list(zip(starts, [*starts[1:], None], strict=True))
+
+
+def gpu_memory_gib(cluster: dict[str, float]) -> float:
+    """Memory of one GPU: $ROBUSTGRID_GPU_MEMORY_GIB, else from Ray's accelerator type, else a conservative 16."""
+    if os.environ.get("ROBUSTGRID_GPU_MEMORY_GIB"):
+        return float(os.environ["ROBUSTGRID_GPU_MEMORY_GIB"])
+    types = [k.removeprefix("accelerator_type:") for k in cluster if k.startswith("accelerator_type:")]
+    known = [GPU_MEMORY_GIB[t] for t in types if t in GPU_MEMORY_GIB]
+    return min(known) if known else DEFAULT_GPU_MEMORY_GIB
+
+
+def trial_resources(cfg: TrialConfig, params: int, *, cluster_gpus: float, gpu_gib: float) -> dict[str, float]:
+    """Ray resources of one trial from its predicted memory (search_spaces.placement)."""
+    info = DATASETS[cfg.dataset]
+    act = act_elems_per_image(cfg.model, cfg.depths, cfg.widths, num_classes=info["num_classes"],
+                              channels=info["channels"], image_size=info["image_size"])
+    images = (cfg.n_train or info["n_train"]) + cfg.val_size + (cfg.n_test or 10_000)
+    mem = predict_memory_gib(params=params, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
+                             act_elems_per_image=act, method=cfg.method, images_on_device=images,
+                             channels=info["channels"], image_size=info["image_size"], bf16=cfg.precision != "fp32")
+    return place(mem, cluster_gpus=cluster_gpus, gpu_memory_gib=gpu_gib).as_ray()
+
+
+def _trial_pgf(config: dict[str, Any]) -> PlacementGroupFactory:
+    return PlacementGroupFactory([config["trial"].get("resources") or {"CPU": 1}])
+
+
+def _trial_name(trial: Any) -> str:
+    return f"trial-{trial.config['trial']['trial_id']}"
+
+
+def _candidates(spec: SweepSpec, *, cluster_gpus: float, gpu_gib: float) -> list[Candidate]:
+    from search_spaces.plan import make_plan  # counts every configuration of the grid
+
+    out = []
+    for p in make_plan(spec, max_trials=sys.maxsize).trials:
+        row = p.row()
+        row.pop("est_gpu_seconds")
+        row.update(config=p.config.model_dump(mode="json"), config_hash=p.config_hash)
+        res = trial_resources(p.config, p.params, cluster_gpus=cluster_gpus, gpu_gib=gpu_gib)
+        out.append(Candidate(row=row, known={"params": p.params, "flops": p.flops}, est_seconds=p.est_seconds,
+                             resources=res))
+    return out
+
+
+def build_tuner(sweep_id: int, *, database_url: str, storage_path: str, data_root: str | None,
+                first_idx: int = 0, end_idx: int | None = None) -> tune.Tuner | None:
+    """The Tuner of one launch (trials with first_idx <= idx < end_idx); `Tuner.restore` when its experiment
+    exists (unfinished trials continue from their last checkpoint; errored ones stay failed); None when a fresh
+    grid launch has nothing left to run."""
     make_session = session_factory(make_engine(database_url))
     with make_session() as s:
         sweep = get_sweep(s, sweep_id=sweep_id)
         if sweep is None:
             raise SystemExit(f"sweep {sweep_id} does not exist in {database_url}")
-        name = experiment_name(sweep_id, sweep.name)
-        spaces = [{"trial_id": t.id, "config": t.config, "data_root": data_root}
-                  for t in list_trials(s, sweep_id=sweep_id)]
-    trainable = tune.with_resources(run_trial, trial_resources(ray.cluster_resources().get("GPU", 0.0)))
+        name, spec = experiment_name(sweep_id, sweep.name, first_idx), stored_spec(sweep.spec)
+        trials = [t for t in list_trials(s, sweep_id=sweep_id)
+                  if t.idx >= first_idx and (end_idx is None or t.idx < end_idx)]
+    skip = frozenset(t.id for t in trials if t.status in FINISHED)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, skip=skip), _trial_pgf)
     path = str(Path(storage_path) / name)
     if tune.Tuner.can_restore(path):
-        log.info("restoring experiment %s", path)
+        log.info("restoring experiment %s (%d finished trials skipped)", path, len(skip))
         return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False)
+
+    cluster = ray.cluster_resources()
+    gpus, gpu_gib = float(cluster.get("GPU", 0.0)), gpu_memory_gib(cluster)
+    search = spec.search
+    if search is not None and search.is_search:
+        candidates = _candidates(spec, cluster_gpus=gpus, gpu_gib=gpu_gib)
+        epochs = [int(c.row["config"]["epochs"]) for c in candidates]
+        search_alg: Any = make_search_alg(search, candidates, database_url=database_url, sweep_id=sweep_id,
+                                          data_root=data_root)
+        param_space: dict[str, Any] = {}
+        num_samples = -1  # until the searcher says FINISHED (budget reached or every candidate taken)
+    else:
+        todo = [t for t in trials if t.status not in NOT_TO_START]
+        if not todo:
+            return None
+        configs = {t.id: TrialConfig.model_validate(t.config) for t in todo}
+        epochs = [c.epochs for c in configs.values()]
+        spaces = [{"trial_id": t.id, "config": t.config, "data_root": data_root,
+                   "known": {"params": t.params, "flops": t.flops},
+                   "resources": trial_resources(configs[t.id], t.params, cluster_gpus=gpus, gpu_gib=gpu_gib)}
+                  for t in todo]
+        search_alg, param_space, num_samples = None, {"trial": tune.grid_search(spaces)}, 1
+    if search is not None:
+        check_epochs(search, epochs)
+    scheduler = make_scheduler(search, max(epochs))
     return tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search(spaces)},
-        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=False, trial_name_creator=_trial_name,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(num_samples=num_samples, search_alg=search_alg, scheduler=scheduler,
+                                    reuse_actors=True, trial_name_creator=_trial_name,
                                     trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_path,
-            callbacks=[DBWriter(database_url, sweep_id)],
+            callbacks=[DBWriter(database_url, sweep_id, scheduler=scheduler)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0),
             verbose=0,
         ),
     )
-
-
-def _trial_name(trial: Any) -> str:
-    return f"trial-{trial.config['trial']['trial_id']}"
 
 
 def run(sweep_id: int) -> int:
@@ -83,13 +179,20 @@ def run(sweep_id: int) -> int:
         ray.init(address=address or "auto", log_to_driver=False)
     make_session = session_factory(make_engine(database_url))
     with make_session.begin() as s:
-        set_sweep_status(s, sweep_id=sweep_id, status="running")
-    tuner = build_tuner(sweep_id, database_url=database_url, storage_path=storage_path, data_root=data_root)
-    tuner.fit()
-    with make_session.begin() as s:
-        for t in list_trials(s, sweep_id=sweep_id):  # safety net: no trial stays queued or running silently
-            if t.status in ("queued", "running"):
-                mark_trial(s, trial_id=t.id, status="failed", error="the driver ended without finishing this trial")
+        sweep = set_sweep_status(s, sweep_id=sweep_id, status="running")
+        ranges = launch_ranges(sweep.spec)
+    for first, end in ranges:
+        tuner = build_tuner(sweep_id, database_url=database_url, storage_path=storage_path, data_root=data_root,
+                            first_idx=first, end_idx=end)
+        if tuner is not None:
+            tuner.fit()
+    with make_session.begin() as s:  # safety net: no trial stays queued or running silently
+        sweep = get_sweep(s, sweep_id=sweep_id)
+        if sweep is not None and sweep.status == "cancelled":
+            end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error="cancelled")
+        else:
+            end_unfinished_trials(s, sweep_id=sweep_id, status="failed",
+                                  error="the driver ended without finishing this trial")
         status = refresh_sweep_status(s, sweep_id=sweep_id)
     log.info("sweep %d finished: %s", sweep_id, status)
     return 0

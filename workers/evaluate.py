@@ -40,9 +40,17 @@ class EvalCounts:
         }
 
 
-def to_float(x_u8: Tensor) -> Tensor:
+def to_float(x_u8: Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
     """uint8 (B, C, H, W) -> float32 in [0, 1], contiguous in the layout the model expects."""
-    return x_u8.float().div_(255.0)
+    return x_u8.float().div_(255.0).contiguous(memory_format=memory_format)
+
+
+def layout_of(model: nn.Module) -> torch.memory_format:
+    """channels_last when the model's conv weights are (the trainer's layout on CUDA), else contiguous."""
+    w = next((p for p in model.parameters() if p.dim() == 4), None)
+    if w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def evaluate(
@@ -58,24 +66,26 @@ def evaluate(
     (robust = clean). `on_batch(x, x_adv)` sees every batch (for extra metrics such as the Lipschitz estimate)."""
     was_training = model.training
     model.eval()
-    c = EvalCounts()
+    fmt = layout_of(model)
+    # device-side sums (correct, robust, stable, clean loss, adv loss), read once at the end: no host sync per batch
+    sums = torch.zeros(5, dtype=torch.float64, device=x_u8.device)
     try:
         for i in range(0, len(y), batch_size):
-            x, t = to_float(x_u8[i : i + batch_size]), y[i : i + batch_size]
+            x, t = to_float(x_u8[i : i + batch_size], fmt), y[i : i + batch_size]
             with torch.no_grad():
                 logits = model(x).float()  # (B, K)
             x_adv = attack(model, x, t) if attack is not None else x
             with torch.no_grad():
                 adv_logits = logits if attack is None else model(x_adv).float()
-            pred, adv_pred = logits.argmax(1), adv_logits.argmax(1)
-            c.n_total += len(t)
-            c.n_correct += int((pred == t).sum())
-            c.n_robust += int((adv_pred == t).sum())
-            c.n_stable += int((adv_pred == pred).sum())
-            c.clean_loss_sum += float(F.cross_entropy(logits, t, reduction="sum"))
-            c.adv_loss_sum += float(F.cross_entropy(adv_logits, t, reduction="sum"))
+                pred, adv_pred = logits.argmax(1), adv_logits.argmax(1)
+                sums += torch.stack([(pred == t).sum(), (adv_pred == t).sum(), (adv_pred == pred).sum(),
+                                     F.cross_entropy(logits, t, reduction="sum"),
+                                     F.cross_entropy(adv_logits, t, reduction="sum")]).double()
             if on_batch is not None:
                 on_batch(x, x_adv)
     finally:
         model.train(was_training)
+    s = sums.tolist()
+    c = EvalCounts(n_total=len(y), n_correct=round(s[0]), n_robust=round(s[1]), n_stable=round(s[2]),
+                   clean_loss_sum=s[3], adv_loss_sum=s[4])
     return c.metrics()

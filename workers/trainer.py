@@ -22,12 +22,16 @@ from torch import Tensor, nn
 from search_spaces.config import TrialConfig
 from workers.attacks import make_attack
 from workers.data import DataSplits, iterate_batches, load_splits
-from workers.evaluate import evaluate
+from workers.evaluate import evaluate, layout_of
 from workers.methods import MethodContext, get_method
 from workers.models import build_model
 from workers.optim import lr_at, make_optimizer, validate_schedule
 
 log = logging.getLogger(__name__)
+
+
+NATURAL_EVERY = 8  # SAT/FGSM: batches per no-grad clean forward that measures the natural risk (the
+# other batches skip it; batches are shuffled, so the epoch means stay unbiased)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -93,6 +97,10 @@ class Trainer:
             cfg.model, depths=cfg.depths, widths=cfg.widths, num_classes=d.num_classes, mean=d.mean, std=d.std,
             in_channels=d.channels, dropout=cfg.dropout,
         ).to(device)
+        if cfg.init_from is not None:  # fine-tuning from another run's weights (eps* fast approximation)
+            from workers.init_from import load_init_weights
+
+            self.model.load_state_dict(load_init_weights(cfg.init_from))
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(self.model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -128,45 +136,67 @@ class Trainer:
             s.rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return s
 
+    def _fast_layout(self) -> torch.memory_format:
+        """Put the model's convs in channels_last, on every device (tensor cores on CUDA; oneDNN's NHWC kernels on
+        CPU, 1.1-1.5x faster here than NCHW in fp32 and bf16), once; the Parameters stay the same objects, so the
+        optimiser is unaffected. Returns the layout batches should have."""
+        if layout_of(self.model) != torch.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        return layout_of(self.model)
+
     # -- one epoch --------------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, Any]:
-        cfg, d = self.cfg, self.data
+        cfg, d, dev = self.cfg, self.data, self.device
         steps_per_epoch = max(1, len(d.train_y) // cfg.batch_size)
         gen = torch.Generator(device=d.train_x.device).manual_seed(cfg.seed * 1_000_003 + epoch)
-        sums = torch.zeros(6, device=self.device)  # clean CE, adv CE, natural risk, robust reg, lam, examples
-        lips: list[float] = []
+        # device-side sums, read once per epoch (no host sync per batch): clean CE, natural risk * B and robust
+        # reg * B of the batches with a natural-risk measurement; adv CE of all batches; adv CE of the batches
+        # without one; local Lipschitz
+        sums = torch.zeros(6, device=dev)
+        zero = torch.zeros((), device=dev)
+        n = n_nat = n_lip = 0
+        lam_sum = 0.0
         lam_traj: list[float] = []
+        fmt = self._fast_layout()
         self.model.train()
         for i, (x, y) in enumerate(iterate_batches(d.train_x, d.train_y, batch_size=cfg.batch_size, shuffle=True,
                                                    augment=True, flip=d.hflip, generator=gen, drop_last=True)):
+            lr = lr_at(epoch, base_lr=cfg.lr, epochs=cfg.epochs, schedule=cfg.schedule, step_in_epoch=i,
+                       steps_per_epoch=steps_per_epoch)
             for g in self.optimizer.param_groups:
-                g["lr"] = lr_at(epoch, base_lr=cfg.lr, epochs=cfg.epochs, schedule=cfg.schedule,
-                                step_in_epoch=i, steps_per_epoch=steps_per_epoch)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(cfg, self.device):
+                g["lr"] = lr
+            x = x.contiguous(memory_format=fmt)
+            self.ctx.natural_forward = i % NATURAL_EVERY == 0
+            with autocast(cfg, dev):
                 out = self.method(self.model, x, y, self.ctx)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
-            n = len(y)
+            b = len(y)
+            measured = out.clean_logits is not None
             clean_ce = _ce_sum(out.clean_logits, y)
             adv_ce = _ce_sum(out.adv_logits, y) if out.adv_logits is not None else clean_ce
-            sums += torch.stack([clean_ce, adv_ce, out.natural_risk.float() * n, out.robust_reg.float() * n,
-                                 torch.tensor(float(out.lam) * n, device=self.device), torch.tensor(float(n), device=self.device)])
-            if out.local_lipschitz is not None:
-                lips.append(float(out.local_lipschitz))
+            lip = out.local_lipschitz
+            sums += torch.stack([clean_ce, out.natural_risk.float() * b if measured else zero,
+                                 out.robust_reg.float() * b if measured else zero, adv_ce,
+                                 zero if measured else adv_ce, zero if lip is None else torch.as_tensor(lip, device=dev)])
+            n, n_nat, n_lip = n + b, n_nat + (b if measured else 0), n_lip + (lip is not None)
+            lam_sum += float(out.lam) * b
             if cfg.method.startswith("war"):
                 lam_traj.append(float(out.lam))
         s = sums.tolist()
         if not all(math.isfinite(v) for v in s):
             raise NonFiniteLoss(epoch + 1)
-        n = max(s[5], 1.0)
+        n, n_nat = max(n, 1), max(n_nat, 1)
+        natural = s[1] / n_nat
+        # a batch without a natural-risk measurement (SAT/FGSM, robust_reg = L(x') - L(x)) counts its adversarial
+        # CE minus the epoch's natural risk, so robust_reg = adv_loss_train - natural_risk exactly
+        robust = (s[2] + s[4]) / n - natural * (n - min(n_nat, n)) / n
         return {
-            "clean_loss_train": s[0] / n, "adv_loss_train": s[1] / n, "natural_risk": s[2] / n, "robust_reg": s[3] / n,
-            "lam_t": s[4] / n, "local_lipschitz": sum(lips) / len(lips) if lips else None,
+            "clean_loss_train": s[0] / n_nat, "adv_loss_train": s[3] / n, "natural_risk": natural, "robust_reg": robust,
+            "lam_t": lam_sum / n, "local_lipschitz": s[5] / n_lip if n_lip else None,
             "lr": self.optimizer.param_groups[0]["lr"], "lam_trajectory": lam_traj or None,
         }
 

@@ -30,17 +30,20 @@ class MethodContext:
     bn_mode: str = "eval"  # BN mode while generating the attack; the caller's mode is restored afterwards
     zeta: float | None = None  # WAR's target ratio natural risk / robust regulariser
     war_alpha: float = 0.1  # WAR's lambda step
+    natural_forward: bool = True  # SAT/FGSM: run the no-grad clean forward that measures the natural risk this
+    # batch (the trainer asks for it on a sample of batches; training itself never needs it)
     state: dict[str, Any] = field(default_factory=dict)  # e.g. WAR's 'lam_t'; checkpointed by the trainer
 
 
 @dataclass
 class MethodOutput:
     loss: Tensor  # scalar to back-propagate
-    natural_risk: Tensor  # detached scalar: mean CE on the clean batch
+    natural_risk: Tensor  # detached scalar: mean CE on the clean batch (NaN when not measured: clean_logits None)
     robust_reg: Tensor  # detached scalar: the regulariser before lambda (SAT: L(x')-L(x); GAT: clipped; TRADES: KL)
     lam: float  # lambda used this batch (WAR: lam_t)
-    local_lipschitz: float | None  # max over attack steps of the batch mean of ||grad_x L(x_k)||_1; None: no attack
-    clean_logits: Tensor | None  # detached (B, K)
+    local_lipschitz: Tensor | float | None  # max over attack steps of the batch mean of ||grad_x L(x_k)||_1 (a
+    # detached 0-dim tensor: no host sync per batch); None: no attack
+    clean_logits: Tensor | None  # detached (B, K); None: the natural risk was not measured (ctx.natural_forward)
     adv_logits: Tensor | None  # detached (B, K)
 
 
@@ -77,7 +80,7 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
 
 
 class GradL1Max:
-    """grad_hook that keeps max over attack steps of the batch mean of ||g_b||_1 (one host sync, at the end)."""
+    """grad_hook that keeps max over attack steps of the batch mean of ||g_b||_1 on the device."""
 
     def __init__(self) -> None:
         self.best: Tensor | None = None
@@ -87,28 +90,35 @@ class GradL1Max:
         self.best = v if self.best is None else torch.maximum(self.best, v)
 
     def value(self) -> float | None:
+        """The maximum as a Python float (one host sync)."""
         return None if self.best is None else float(self.best)
 
 
 def run_attack(model: nn.Module, x: Tensor, y: Tensor, ctx: MethodContext, attack: Attack | None = None
-               ) -> tuple[Tensor, float | None]:
-    """x_adv from `attack` (default ctx.attack) in ctx.bn_mode, and the local Lipschitz value along its steps."""
+               ) -> tuple[Tensor, Tensor | None]:
+    """x_adv from `attack` (default ctx.attack) in ctx.bn_mode, and the local Lipschitz value along its steps (a
+    detached 0-dim tensor, left on the device)."""
     attack = attack if attack is not None else ctx.attack
     if attack is None:
         raise ValueError("this method needs ctx.attack (made from cfg.train_attack)")
     tracker = GradL1Max()
     with bn_mode(model, ctx.bn_mode):
         x_adv = attack(model, x, y, grad_hook=tracker)
-    return x_adv, tracker.value()
+    return x_adv, tracker.best
 
 
 def train_on_adversarial(model: nn.Module, x: Tensor, y: Tensor, ctx: MethodContext, attack: Attack | None = None
                          ) -> MethodOutput:
     """Loss L(x') on the adversarial example only (lambda = 1). The clean forward that gives the natural risk
-    runs without gradient and with BN statistics frozen, so training is exactly that of the reference code."""
+    runs without gradient and with BN statistics frozen, so training is exactly that of the reference code; it is
+    skipped (natural_risk and robust_reg NaN, clean_logits None) when ctx.natural_forward is False."""
     x_adv, lip = run_attack(model, x, y, ctx, attack)
     adv_logits = model(x_adv).float()
     loss = F.cross_entropy(adv_logits, y)
+    if not ctx.natural_forward:
+        nan = torch.full((), float("nan"), device=loss.device)
+        return MethodOutput(loss=loss, natural_risk=nan, robust_reg=nan, lam=1.0, local_lipschitz=lip,
+                            clean_logits=None, adv_logits=adv_logits.detach())
     with torch.no_grad(), frozen_bn_stats(model):
         clean_logits = model(x).float()
     nat = F.cross_entropy(clean_logits, y)

@@ -1,0 +1,147 @@
+"""The real runs behind docs/science-results.md, without Ray: each trial is trained by the same function as the
+Ray trainable (workers.final_eval.train_and_evaluate) and its reports go through the same DBWriter callback into a
+SQLite database, so the eps* service reads them exactly as it reads a sweep run on Ray.
+
+    .venv/bin/python scripts/science_runs.py run --phase eps      # SAT eps grid {0,1,2,4,8}/255 (eps 0 = clean)
+    .venv/bin/python scripts/science_runs.py run --phase finetune # clean model fine-tuned at {1,2,4}/255
+    .venv/bin/python scripts/science_runs.py run --phase lambda   # TRADES lambda grid {1, 6, 18}
+    .venv/bin/python scripts/science_runs.py report               # the tables of docs/science-results.md
+
+Options: --data-root (default .data/cifar10-jpeg), --db (default .data/science.db), --storage (default
+.data/science-storage: the fine-tuning runs read the clean model there, laid out as the driver lays out Ray results),
+--threads (torch CPU threads, default 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from db.engine import make_engine, session_factory, upgrade
+from db.results import query_results
+from db.sweeps import get_sweep_by_name_or_id, get_trial, list_trials
+from search_spaces.config import TrialConfig
+from search_spaces.finetune import finetune_spec
+from search_spaces.spec import SweepSpec
+from service.schemas import SweepRequest
+from service.settings import Settings
+from service.submission import store_sweep
+from workers.db_writer import DBWriter
+from workers.driver import experiment_name
+from workers.final_eval import train_and_evaluate
+from workers.trainable import EPOCH_KEYS, STATE_FILE
+from workers.trainer import NonFiniteLoss
+
+PX = 1 / 255  # one pixel step, [0, 1] units
+COMMON: dict[str, Any] = {
+    "depths": [[1], [1], [1]], "widths": [[2], [2], [2]], "dataset": "cifar10-jpeg", "n_train": [2000], "seeds": [0],
+    "training": {"epochs": 3, "batch_size": 128, "lr": 0.1, "schedule": {"kind": "cosine"}, "val_size": 200,
+                 "n_test": 300, "best_from": 1.0,  # best = last: one final evaluation per trial (CPU budget)
+                 "train_attack": {"steps": 2, "step_size": 4 * PX}, "eval_attack": {"steps": 5, "step_size": 2 * PX}},
+}  # fmt: skip
+SPECS = {
+    "eps": SweepSpec(name="science-eps-grid", method=["sat"], eps=[0, PX, 2 * PX, 4 * PX, 8 * PX], **COMMON),
+    "lambda": SweepSpec(name="science-trades-lambda", method=["trades"], lam=[1.0, 6.0, 18.0], eps=[8 * PX], **COMMON),
+}
+
+
+def run_sweep(settings: Settings, spec: SweepSpec) -> int:
+    """Store the sweep as the service does, then train its trials one by one, reporting through DBWriter."""
+    sessions = session_factory(make_engine(settings.database_url))
+    with sessions() as s:
+        sweep, _ = store_sweep(s, SweepRequest(spec=spec), settings)
+        sweep_id, name = sweep.id, sweep.name
+        trials = [(t.id, TrialConfig.model_validate(t.config)) for t in list_trials(s, sweep_id=sweep_id)]
+    writer = DBWriter(settings.database_url, sweep_id)
+    for tid, cfg in trials:
+        trial = SimpleNamespace(config={"trial": {"trial_id": tid}}, last_result={})
+        writer.on_trial_start(0, [], trial)
+
+        def report(metrics: dict[str, Any], _: Any, trial: Any = trial) -> None:
+            payload = {k: metrics.get(k) for k in EPOCH_KEYS}
+            payload.update(kind="epoch", epoch=metrics["epoch"], lam_trajectory=json.dumps(metrics.get("lam_trajectory")))
+            writer.on_trial_result(0, [], trial, payload)
+
+        t0 = time.perf_counter()
+        try:
+            state, rows = train_and_evaluate(cfg, device=torch.device("cpu"), data_root=settings.data_root,
+                                             on_epoch=report)
+        except NonFiniteLoss as e:
+            writer.on_trial_result(0, [], trial, {"kind": "failed", "error": str(e), "epoch": e.epoch})
+            continue
+        ckpt = Path(settings.storage_path) / experiment_name(sweep_id, name) / f"trial-{tid}" / "checkpoint_000000"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        torch.save(state.to_dict(), ckpt / STATE_FILE)
+        writer.on_trial_result(0, [], trial, {"kind": "final", "final_rows": json.dumps(rows),
+                                              "gpu_seconds": state.seconds + sum(r["gpu_seconds"] for r in rows)})
+        print(f"trial {tid} {cfg.method} lam={cfg.lam:g} eps={cfg.eps * 255:g}/255: {time.perf_counter() - t0:.0f} s",
+              flush=True)
+    return sweep_id
+
+
+def finetune(settings: Settings) -> int:
+    with session_factory(make_engine(settings.database_url))() as s:
+        grid = get_sweep_by_name_or_id(s, ref="science-eps-grid")
+        assert grid is not None, "run --phase eps first"
+        clean = next(t for t in list_trials(s, sweep_id=grid.id) if t.eps == 0.0)
+        spec = finetune_spec(TrialConfig.model_validate(clean.config), clean_trial_id=clean.id,
+                             eps=[PX, 2 * PX, 4 * PX], method="sat", epochs=1, lr=0.01)
+    return run_sweep(settings, spec)
+
+
+def report(settings: Settings) -> None:
+    from service.epsilon_star import epsilon_star_for_sweep
+
+    with session_factory(make_engine(settings.database_url))() as s:
+        for sweep in ("science-eps-grid", f"finetune-trial{_clean_id(s)}-sat"):
+            print(f"\n## eps* of {sweep}\n" + json.dumps(epsilon_star_for_sweep(s, sweep_ref=sweep), indent=1))
+        print("\n## TRADES lambda grid (test set, final = last checkpoint, PGD)")
+        print("| lambda | clean acc | PGD acc | stability | n_robust / n_correct / n_stable / n_total |")
+        print("|---|---|---|---|---|")
+        for r in query_results(s, filters={"sweep": "science-trades-lambda", "checkpoint": "last"}, kind="final"):
+            c = next(f for f in get_trial(s, trial_id=r["trial"]).final_results if f.checkpoint == "last")
+            print(f"| {r['lam']:g} | {r['clean_acc']:.3f} | {r['robust_acc']:.3f} | {r['stability']:.3f} | "
+                  f"{c.n_robust} / {c.n_correct} / {c.n_stable} / {c.n_total} |")
+        print("\n## per-epoch validation (all sweeps)")
+        for r in query_results(s, filters={"sweep": ["science-eps-grid", "science-trades-lambda"]}, kind="epoch"):
+            print(f"trial {r['trial']} {r['method']} lam={r['lam']:g} eps={r['eps'] * 255:g}/255 epoch {r['epoch']}: "
+                  f"adv_loss_train {r['adv_loss_train']:.3f} adv_loss_test {r['adv_loss_test']:.3f} "
+                  f"clean_acc {r['clean_acc']:.3f} robust_acc {r['robust_acc']:.3f} stability {r['stability']:.3f} "
+                  f"({r['gpu_seconds']:.0f} s trial)")
+
+
+def _clean_id(s: Any) -> int:
+    grid = get_sweep_by_name_or_id(s, ref="science-eps-grid")
+    return next(t.id for t in list_trials(s, sweep_id=grid.id) if t.eps == 0.0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["run", "report"])
+    p.add_argument("--phase", choices=["eps", "finetune", "lambda"])
+    p.add_argument("--data-root", default=".data/cifar10-jpeg")
+    p.add_argument("--db", default=".data/science.db")
+    p.add_argument("--storage", default=".data/science-storage")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    settings = Settings(database_url=f"sqlite:///{Path(a.db).resolve()}", data_root=a.data_root, storage_path=a.storage)
+    os.environ["ROBUSTGRID_STORAGE_PATH"] = settings.storage_path  # where init_from='trial:<id>' is looked up
+    upgrade(make_engine(settings.database_url))
+    if a.what == "report":
+        report(settings)
+    elif a.phase == "finetune":
+        finetune(settings)
+    else:
+        run_sweep(settings, SPECS[a.phase])
+
+
+if __name__ == "__main__":
+    main()

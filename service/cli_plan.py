@@ -1,0 +1,108 @@
+"""Planning commands of `robustgrid`: `calibrate` (measure this device's throughput for the plan's cost model) and
+`war-zeta` (WAR's zeta from a finished thin-network tuning sweep, for `--preset wu2021-war --set phase=war`).
+
+Registered on service.cli's typer app (service/cli.py imports this module). Under `python -m service.cli` that
+app lives in `__main__`, so the commands are registered there as well.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from search_spaces.spec import SpecError
+
+
+def _cli_apps() -> list[typer.Typer]:
+    """service.cli's app, and `__main__`'s when it is service.cli run with `python -m`."""
+    apps: list[typer.Typer] = []
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == "service.cli" and hasattr(main, "app"):
+        apps.append(main.app)  # type: ignore[union-attr]
+    if "service.cli" in sys.modules or not apps:
+        from service.cli import app
+
+        apps.append(app)
+    return apps
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _ints(text: str | None, field: str, kind: type = int) -> tuple[Any, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        _fail(f"{field}: expected comma-separated numbers such as 1,1,1, got {text!r}")
+    raise AssertionError
+
+
+def calibrate(
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")] = None,
+    depths: Annotated[str | None, typer.Option(help="probe WRN depths, e.g. 2,2,2 (default per device)")] = None,
+    widths: Annotated[str | None, typer.Option(help="probe WRN widths, e.g. 8,8,8 (default per device)")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="probe batch size")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="timed training steps per epoch")] = None,
+    attack_steps: Annotated[int | None, typer.Option(min=1, help="PGD steps of the probe's SAT")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="timed epochs (the median is kept)")] = 3,
+    storage_path: Annotated[str | None, typer.Option(help="where calibration.json goes (ROBUSTGRID_STORAGE_PATH)")] = None,
+    save: Annotated[bool, typer.Option(help="store the calibration for `robustgrid plan`")] = True,
+) -> None:
+    """Time a few real training steps of a small WRN on this device; store its MACs/s for `plan`'s cost estimates."""
+    from search_spaces.plan import save_calibration
+    from service.settings import Settings
+    from workers.calibrate import calibrate as run_calibration
+    from workers.final_eval import pick_device
+
+    probe = {"depths": _ints(depths, "depths"), "widths": _ints(widths, "widths", float), "batch_size": batch_size,
+             "steps": steps, "attack_steps": attack_steps}
+    try:
+        cal = run_calibration(pick_device(device), repeats=repeats, **probe)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(f"{cal.device}: {cal.macs_per_second / 1e9:,.2f} GMAC/s ({cal.probe['arch']}, batch "
+               f"{cal.probe['batch_size']}, SAT PGD-{cal.probe['attack_steps']}, {cal.probe['precision']}, "
+               f"{cal.probe['seconds_per_step']:.3f} s/step)", err=True)
+    if save:
+        root = storage_path or Settings().storage_path
+        try:
+            path = save_calibration(cal, root)
+        except SpecError as e:
+            _fail(str(e))
+        typer.echo(f"saved to {path}", err=True)
+    typer.echo(cal.to_json())
+
+
+def war_zeta(
+    sweep: Annotated[str, typer.Argument(help="the finished wu2021-war tuning sweep (id or name)")],
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (ROBUSTGRID_DATABASE_URL)")] = None,
+) -> None:
+    """WAR's zeta (natural risk / robust regulariser at the last epoch of the tuning sweep's most robust trial)."""
+    from db.engine import make_engine, session_factory
+    from db.results import query_results
+    from search_spaces.presets.wu2021 import zeta_from_tuning
+    from service.settings import Settings
+
+    settings = Settings(**({"database_url": database_url} if database_url else {}))
+    with session_factory(make_engine(settings.database_url))() as s:
+        final = query_results(s, filters={"sweep": sweep}, kind="final")
+        epochs = query_results(s, filters={"sweep": sweep}, kind="epoch")
+    try:
+        zeta, trial = zeta_from_tuning(final, epochs)
+    except SpecError as e:
+        _fail(str(e))
+    typer.echo(f"zeta from trial {trial} of sweep {sweep}; next: robustgrid submit --preset wu2021-war "
+               f"--set phase=war --set zeta={zeta:.6g}", err=True)
+    typer.echo(json.dumps({"zeta": zeta, "trial": trial}))
+
+
+for _app in _cli_apps():
+    _app.command()(calibrate)
+    _app.command("war-zeta")(war_zeta)

@@ -1,0 +1,27 @@
+"""Study analyses of a stored sweep: eps* (science.md, Study C). Thin: one call, one schema."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from db.sweeps import NotFound
+from search_spaces.spec import SpecError
+from service.deps import SessionDep
+from service.epsilon_star import epsilon_star_for_sweep
+from service.errors import not_found, unprocessable
+from service.schemas import EpsilonStarOut
+
+router = APIRouter(tags=["analysis"])
+
+
+@router.get("/sweeps/{sweep_id}/epsilon-star", response_model=EpsilonStarOut)
+def epsilon_star(sweep_id: int, session: SessionDep) -> EpsilonStarOut:
+    """eps* per group from scratch (interpolated), the fast approximation from fine-tuning runs side by side, and
+    the FGSM catastrophic-overfitting flag per run. 422 (field `eps`) when the sweep has no eps = 0 run."""
+    try:
+        groups = epsilon_star_for_sweep(session, sweep_ref=sweep_id)
+    except NotFound:
+        raise not_found("sweep", sweep_id) from None
+    except SpecError as e:
+        raise unprocessable(e.field, e.reason) from None
+    return EpsilonStarOut.model_validate({"sweep_id": sweep_id, "groups": groups})
