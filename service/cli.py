@@ -372,4 +372,8 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    # `python -m service.cli` runs this file as __main__, a second copy of the module; the command modules above
+    # registered on the canonical service.cli's app, so run that one.
+    from service.cli import app as canonical_app
+
+    sys.exit(canonical_app())

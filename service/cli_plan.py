@@ -1,32 +1,18 @@
 """Planning commands of `robustgrid`: `calibrate` (measure this device's throughput for the plan's cost model) and
 `war-zeta` (WAR's zeta from a finished thin-network tuning sweep, for `--preset wu2021-war --set phase=war`).
 
-Registered on service.cli's typer app (service/cli.py imports this module). Under `python -m service.cli` that
-app lives in `__main__`, so the commands are registered there as well.
+Registered on service.cli's typer app (service/cli.py imports this module at its end).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated, Any
 
 import typer
 
 from search_spaces.spec import SpecError
-
-
-def _cli_apps() -> list[typer.Typer]:
-    """service.cli's app, and `__main__`'s when it is service.cli run with `python -m`."""
-    apps: list[typer.Typer] = []
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "service.cli" and hasattr(main, "app"):
-        apps.append(main.app)  # type: ignore[union-attr]
-    if "service.cli" in sys.modules or not apps:
-        from service.cli import app
-
-        apps.append(app)
-    return apps
+from service.cli import app
 
 
 def _fail(message: str) -> None:
@@ -103,6 +89,5 @@ def war_zeta(
     typer.echo(json.dumps({"zeta": zeta, "trial": trial}))
 
 
-for _app in _cli_apps():
-    _app.command()(calibrate)
-    _app.command("war-zeta")(war_zeta)
+app.command()(calibrate)
+app.command("war-zeta")(war_zeta)

@@ -11,8 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from search_spaces.spec import SpecError
-from service.cli import DbOpt, fail, settings_from
-from service.cli_plan import _cli_apps
+from service.cli import DbOpt, app, fail, settings_from
 
 PX = 255  # eps is shown in 1/255 pixel units
 
@@ -67,5 +66,4 @@ def epsilon_star(
         typer.echo("\n".join(_describe(g)))
 
 
-for _app in _cli_apps():
-    _app.command("epsilon-star")(epsilon_star)
+app.command("epsilon-star")(epsilon_star)

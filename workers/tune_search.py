@@ -6,7 +6,9 @@ runs a configuration twice and stays within a budget, and ASHA that stops trials
   its row is inserted into the database (so every trial row exists before it runs) and the trial gets that row's
   id. A point already taken is told back to Optuna (its known result, or a failure while it still runs) and the
   sampler asked again; after `MAX_RESAMPLES` the nearest free candidate is enqueued instead. The budget counts the
-  sweep's trial rows (the database is the truth after a driver restart) and the device-seconds spent.
+  sweep's trial rows (the database is the truth after a driver restart) and the device-seconds spent. After a
+  restart, a row sampled after the last experiment snapshot (queued, unknown to the restored searcher and to Tune)
+  is adopted: enqueued in Optuna and run next, so no sampled configuration is left unrun.
 - `RungStopper` is `ray.tune.schedulers.ASHAScheduler` on the per-epoch validation robust accuracy (time in
   epochs); a trial's last epoch is never cut (its final evaluation runs); `stop_reason` says at which rung, with
   which accuracy and cutoff, a trial was stopped; the DBWriter stores it with the trial's `stopped` status.
@@ -25,7 +27,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from db.engine import make_engine, session_factory
-from db.sweeps import add_trials, get_trial_by_hash, trial_hashes
+from db.sweeps import add_trials, get_trial_by_hash, list_trials
 from search_spaces.search import ASHA_METRIC, CandidateSpace, SearchConfig
 
 log = logging.getLogger(__name__)
@@ -100,14 +102,19 @@ class CandidateSearcher(Searcher):
     # -- Tune's searcher interface --------------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         with self._make_session()() as s:  # rows inserted before a driver restart count as taken
-            stored = trial_hashes(s, sweep_id=self.sweep_id)
-        taken = self.taken | {self._hash_index[h] for h in stored if h in self._hash_index}
-        if len(taken) >= self.budget_trials:
+            stored = {self._hash_index[t.config_hash]: t.status for t in list_trials(s, sweep_id=self.sweep_id)
+                      if t.config_hash in self._hash_index}
+        orphans = sorted(i for i, status in stored.items() if status == "queued" and i not in self.taken)
+        taken = self.taken | set(stored)
+        if orphans:
+            rid, i = self._enqueue(trial_id, orphans[0])
+        elif len(taken) >= self.budget_trials:
             return Searcher.FINISHED
-        running = sum(self.candidates[i].est_seconds for _, i in self.live.values())
-        if self.budget_seconds is not None and self.spent_seconds + running >= self.budget_seconds:
-            return Searcher.FINISHED if not self.live else None  # wait: running trials may free budget
-        rid, i = self._sample(trial_id, taken)
+        else:
+            running = sum(self.candidates[i].est_seconds for _, i in self.live.values())
+            if self.budget_seconds is not None and self.spent_seconds + running >= self.budget_seconds:
+                return Searcher.FINISHED if not self.live else None  # wait: running trials may free budget
+            rid, i = self._sample(trial_id, taken)
         self.taken.add(i)
         self.live[trial_id] = (rid, i)
         return {"trial": self._space_of(i)}
@@ -147,6 +154,12 @@ class CandidateSearcher(Searcher):
         i = self.space.nearest(params, taken)
         assert i is not None, "budget check guarantees a free candidate"
         log.info("sampler keeps proposing taken points; enqueueing the nearest free candidate %d", i)
+        return self._enqueue(trial_id, i)
+
+    def _enqueue(self, trial_id: str, i: int) -> tuple[str, int]:
+        """Make candidate i the sampler's next trial (Optuna's enqueue), so its result is told like any other."""
+        if self.inner is None:
+            return "", i
         self.inner._ot_study.enqueue_trial(self.space.params_of(i))  # OptunaSearch exposes no public enqueue
         rid = f"{trial_id}:enqueued"
         got = self.space.index_of(self.inner.suggest(rid))
@@ -191,7 +204,8 @@ class RungStopper(ASHAScheduler):
             self.reasons[trial.trial_id] = (
                 f"asha: stopped at epoch {epoch} (the rung at epoch {rung[0]:g}; rungs at epochs "
                 f"{self._rungs_str(trial.trial_id)}): validation robust_acc {acc:.4f} below the rung cutoff "
-                f"{float(before):.4f}, the top 1/{self._reduction_factor:g} of the {len(rung[1])} trials recorded there")
+                f"{float(before):.4f}, the top 1/{self._reduction_factor:g} of the {len(rung[1])} "
+                f"trial{'' if len(rung[1]) == 1 else 's'} recorded there")
         return action
 
     def _rung(self, trial_id: str, epoch: int) -> tuple[float, dict[str, float]] | None:

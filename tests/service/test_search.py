@@ -147,6 +147,33 @@ def test_searcher_runs_distinct_configurations_within_its_budget(tmp_path: Path,
     assert all(t["resources"] == {"CPU": 1} and t["known"]["params"] > 0 for t in suggested)
 
 
+def test_a_restarted_searcher_adopts_rows_sampled_after_its_snapshot(tmp_path: Path) -> None:
+    """A row inserted by the searcher just before the driver died (queued, unknown to the restored searcher) is
+    run next instead of a new sample, and still counts against the budget of 2."""
+    from ray.tune.search import Searcher
+
+    from workers.driver import _candidates
+    from workers.tune_search import CandidateSearcher
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'rg.db'}", storage_path=str(tmp_path / "rr"))
+    search = {"algorithm": "tpe", "objectives": PARETO[1:], "budget_trials": 2}
+    spec = SweepSpec(**(TINY | {"search": search}))
+    sweep_id = _store(settings, TINY | {"search": search}, "r")
+
+    def searcher() -> CandidateSearcher:
+        return CandidateSearcher(spec.search, _candidates(spec, cluster_gpus=0, gpu_gib=16.0),
+                                 database_url=settings.database_url, sweep_id=sweep_id, data_root=None)
+
+    orphan = searcher().suggest("old")["trial"]["trial_id"]  # sampled, then the driver died
+    fresh = searcher()  # restored from an older snapshot: knows nothing
+    assert fresh.suggest("t0")["trial"]["trial_id"] == orphan
+    fresh.on_trial_complete("t0", result={"kind": "final", "robust_acc": 0.4, "gpu_seconds": 1.0})
+    second = fresh.suggest("t1")["trial"]["trial_id"]
+    assert second != orphan and fresh.suggest("t2") == Searcher.FINISHED
+    with session_factory(make_engine(settings.database_url))() as s:
+        assert sorted(t.id for t in list_trials(s, sweep_id=sweep_id)) == sorted([orphan, second])
+
+
 def test_searcher_stops_at_its_gpu_hour_budget(tmp_path: Path) -> None:
     """3.6 device-seconds: two trials that took 2 s each exhaust it; a third is never sampled."""
     from ray.tune.search import Searcher
@@ -187,7 +214,7 @@ def test_rung_stopper_cuts_below_the_rung_quantile_but_never_the_last_epoch() ->
     assert sched.on_trial_result(None, b, epoch(1, 0.2)) == TrialScheduler.STOP
     assert sched.stop_reason("b") == ("asha: stopped at epoch 1 (the rung at epoch 1; rungs at epochs 1,2): "
                                       "validation robust_acc 0.2000 below the rung cutoff 0.5000, the top 1/2 of "
-                                      "the 1 trials recorded there")
+                                      "the 1 trial recorded there")
     assert sched.on_trial_result(None, a, epoch(2, 0.6)) == TrialScheduler.CONTINUE
     assert sched.on_trial_result(None, a, epoch(3, 0.0)) == TrialScheduler.CONTINUE  # the last epoch: never cut
     assert sched.on_trial_result(None, c, {"kind": "final", "epoch": 3, "robust_acc": None}) == TrialScheduler.CONTINUE

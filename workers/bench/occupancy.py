@@ -67,8 +67,9 @@ def occupancy(*, n_trials: int = 16, n_train: int = 1024, cpus: int = 2, data_ro
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             tuner = build_tuner(sweep_id, database_url=url, storage_path=str(Path(tmp) / "ray"), data_root=data_root)
-            t0 = time.perf_counter()
-            tuner.fit()
+            t0, epoch0 = time.perf_counter(), time.time()
+            if tuner is not None:
+                tuner.fit()
             wall = time.perf_counter() - t0
         finally:
             if started_here:
@@ -78,6 +79,8 @@ def occupancy(*, n_trials: int = 16, n_train: int = 1024, cpus: int = 2, data_ro
             done = [t for t in trials if t.status == "completed" and t.gpu_seconds is not None]
             busy = [float(t.gpu_seconds) for t in done]  # type: ignore[arg-type]
             lifetimes = [(t.ended_at - t.started_at).total_seconds() for t in done if t.started_at and t.ended_at]
+            timeline = sorted((round(_epoch(t.started_at) - epoch0, 2), round(_epoch(t.ended_at) - epoch0, 2),
+                               round(float(t.gpu_seconds), 2)) for t in done if t.started_at and t.ended_at)
     slots = min(cpus, n_trials)
     if len(done) < n_trials:
         return Row("B5", "sweep occupancy", None, TARGET, text=f"failed: {len(done)}/{n_trials} trials completed")
@@ -88,4 +91,12 @@ def occupancy(*, n_trials: int = 16, n_train: int = 1024, cpus: int = 2, data_ro
             f"overhead {overhead:.1f} s/trial ({inside:.1f} inside the trial, {overhead - inside:.1f} between)")
     return Row("B5", "sweep occupancy", occ, TARGET, note=note,
                extra={"wall_s": wall, "busy_s": busy, "lifetime_s": lifetimes, "overhead_s_per_trial": overhead,
-                      "overhead_inside_s_per_trial": inside, "slots": slots})
+                      "overhead_inside_s_per_trial": inside, "slots": slots,
+                      "timeline": timeline})
+
+
+def _epoch(ts: Any) -> float:
+    """A stored (UTC) timestamp as seconds since the epoch; SQLite returns it naive."""
+    from datetime import timezone
+
+    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).timestamp()

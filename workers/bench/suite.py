@@ -67,7 +67,7 @@ def run_suite(*, device: torch.device, quick: bool = False, only: set[str] | Non
                     _, b2_info = epoch_ratio(sz, device=device, precision=precision, data_root=data_root)
                 add(useful_flops(b2_info, device=device))
         elif key == "B5":
-            add(occupancy(n_trials=4 if quick else 16, n_train=256 if quick else 1024))
+            add(occupancy(n_trials=4 if quick else 16, n_train=256 if quick else 2048))
         elif key == "B6":
             add(sharing_gain(device=device, epochs=1 if quick else 3) if gpu else
                 Row("B6", NAMES["B6"], None, 1.0, unit="x", text=NO_GPU))
