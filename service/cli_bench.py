@@ -20,6 +20,7 @@ def bench(
     device: Annotated[Optional[str], typer.Option(help="cpu | cuda (default: cuda when available)")] = None,
     precision: Annotated[str, typer.Option(help="workers' precision for B1-B3: bf16 | auto | fp32")] = "bf16",
     threads: Annotated[int, typer.Option(help="torch CPU threads, fixed for the whole run")] = 1,
+    seed: Annotated[int, typer.Option(help="B3: seed of the shared initial weights and batch order")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write rows and machine info here")] = None,
 ) -> None:
     """Run the benchmarks and print one table: value, target, floor, PASS/BELOW per benchmark. Real images when
@@ -42,12 +43,12 @@ def bench(
     dev = pick_device(device)
     try:
         rows, info = run_suite(device=dev, quick=quick, only=chosen, data_root=data_root, precision=precision,
-                               on_row=lambda r: typer.echo(f"  {r.key} done", err=True))
+                               seed=seed, on_row=lambda r: typer.echo(f"  {r.key}: {r.status}", err=True))
     except ValueError as e:
         fail(str(e))
         return
     typer.echo(f"device {info['device']} ({info.get('gpu', info['cpu'])}), {info['threads']} threads, torch "
-               f"{info['torch']}, precision {precision}, data {info['data']}{', quick' if quick else ''}")
+               f"{info['torch']}, precision {precision}, data {info['data']}, seed {seed}{', quick' if quick else ''}")
     typer.echo(f"load average (1, 5, 15 min): {info['load_avg']} at start, {info['load_avg_end']} at end")
     typer.echo(render(rows))
     if json_out is not None:

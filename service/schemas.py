@@ -30,7 +30,11 @@ class SweepRequest(BaseModel):
         return self
 
 
-class PlanTrial(BaseModel):
+class TrialColumns(BaseModel):
+    """A trial's identity in the result-field vocabulary (what a plan lists and the store keeps)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     arch: str
     depths: str
     widths: str
@@ -43,6 +47,9 @@ class PlanTrial(BaseModel):
     dataset: str
     n_train: int | None
     seed: int
+
+
+class PlanTrial(TrialColumns):
     est_gpu_seconds: float
 
 
@@ -82,23 +89,9 @@ class SweepDetail(SweepOut):
     spec: dict[str, Any]
 
 
-class TrialOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
+class TrialOut(TrialColumns):
     id: int
     idx: int
-    arch: str
-    depths: str
-    widths: str
-    params: int
-    flops: int
-    method: str
-    lam: float
-    eps: float
-    norm: str
-    dataset: str
-    n_train: int | None
-    seed: int
     status: str
     error: str | None
     gpu_seconds: float | None

@@ -26,18 +26,20 @@ NAMES = {"B1": "attack step / clean step", "B2": "PGD-10 epoch / clean epoch", "
 
 
 def run_suite(*, device: torch.device, quick: bool = False, only: set[str] | None = None, data_root: str | None = None,
-              precision: str = "bf16", on_row: Callable[[Row], None] | None = None) -> tuple[list[Row], dict[str, Any]]:
+              precision: str = "bf16", seed: int = 0, on_row: Callable[[Row], None] | None = None
+              ) -> tuple[list[Row], dict[str, Any]]:
     """Rows B1..B6 (a benchmark left out by `only` gets a 'skipped' row) and the machine description.
 
     precision: the workers' precision for B1-B3 (`bf16` autocast with BN in fp32, the fast path; `auto`: bf16 on
-    CUDA, fp32 on CPU; `fp32`). The reference loop of B3 is always fp32."""
+    CUDA, fp32 on CPU; `fp32`). The reference loop of B3 is always fp32. seed: B3's initial weights and batch order
+    (both loops share them)."""
     unknown = sorted((only or set()) - set(ALL))
     if unknown:
         raise ValueError(f"only: unknown benchmark(s) {unknown}; known: {', '.join(ALL)}")
     chosen = set(ALL) if not only else set(only)
     sz = sizes_for(device, quick)
     gpu = device.type == "cuda"
-    info = machine(device) | {"device": str(device), "quick": quick, "precision": precision,
+    info = machine(device) | {"device": str(device), "quick": quick, "precision": precision, "seed": seed,
                               "data": "cifar10-jpeg" if data_root else "synthetic"}
     rows: list[Row] = []
     b2_info: dict[str, float] | None = None
@@ -58,7 +60,7 @@ def run_suite(*, device: torch.device, quick: bool = False, only: set[str] | Non
             row, b2_info = epoch_ratio(sz, device=device, precision=precision, data_root=data_root)
             add(row)
         elif key == "B3":
-            add(speedup(sz, device=device, precision=precision, data_root=data_root))
+            add(speedup(sz, device=device, precision=precision, data_root=data_root, seed=seed))
         elif key == "B4":
             if not gpu:
                 add(Row("B4", NAMES["B4"], None, 0.55, text=GPU_ONLY))
