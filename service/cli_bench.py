@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,12 +16,12 @@ from service.cli import DataRootOpt, app, fail
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="small sizes: a smoke run in seconds (B5: 4 trials)")] = False,
     data_root: DataRootOpt = None,
-    only: Annotated[Optional[str], typer.Option(help="comma-separated subset, e.g. B1,B2 (default: all)")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu | cuda (default: cuda when available)")] = None,
+    only: Annotated[str | None, typer.Option(help="comma-separated subset, e.g. B1,B2 (default: all)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when available)")] = None,
     precision: Annotated[str, typer.Option(help="workers' precision for B1-B3: bf16 | auto | fp32")] = "bf16",
     threads: Annotated[int, typer.Option(help="torch CPU threads, fixed for the whole run")] = 1,
     seed: Annotated[int, typer.Option(help="B3: seed of the shared initial weights and batch order")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write rows and machine info here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write rows and machine info here")] = None,
 ) -> None:
     """Run the benchmarks and print one table: value, target, floor, PASS/BELOW per benchmark. Real images when
     --data-root holds the cifar10-jpeg tree, synthetic ones otherwise."""

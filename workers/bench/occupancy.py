@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,5 @@ def occupancy(*, n_trials: int = 16, n_train: int = 1024, cpus: int = 2, data_ro
 
 def _epoch(ts: Any) -> float:
     """A stored (UTC) timestamp as seconds since the epoch; SQLite returns it naive."""
-    from datetime import timezone
 
-    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).timestamp()
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-import torchvision.transforms as transforms
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
 
 
 class ArrayImages(Dataset):

@@ -17,7 +17,7 @@ class Terms:
 
     l_nat: Tensor  # scalar with gradient
     l_rob: Tensor  # scalar with gradient
-    local_lipschitz: float | None
+    local_lipschitz: Tensor | float | None
     clean_logits: Tensor  # (B, K) fp32, with gradient
     adv_logits: Tensor
 
