@@ -101,8 +101,6 @@ class Trainer:
             from workers.init_from import load_init_weights
 
             self.model.load_state_dict(load_init_weights(cfg.init_from))
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(self.model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.method = get_method(cfg.method)
         a = cfg.train_attack
