@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-ARCHIVE ?= $(firstword $(wildcard ../shared/data/cifar10-jpeg.tar.gz) ../shared/data/cifar10-jpeg.tar.gz)
+ARCHIVE ?= ../shared/data/cifar10-jpeg.tar.gz
 DATA := .data/cifar10-jpeg
 PYTEST_ARGS ?=
 
