@@ -207,7 +207,8 @@ def test_extend_with_a_seed_runs_only_the_new_trial(api) -> None:
     (old_id,) = before
     assert after[old_id] == before[old_id]  # the existing trial did not run again
     new = after[new_ids[0]]
-    assert (new["idx"], new["seed"], new["status"], new["epochs"], len(new["finals"])) == (1, 1, "completed", [1, 2], 2)
+    assert (new["idx"], new["seed"], new["status"], new["epochs"], len(new["finals"])) == (1, 1, "completed", [1, 2], 2), \
+        new["error"]
     assert spec["seeds"] == [0, 1] and spec["extensions"] == [{"first_idx": 1, "n_trials": 1, "patch": {"seeds": [0, 1]}}]
     assert (Path(settings.storage_path) / f"sweep-{sweep_id}-lc-extend-ext1").is_dir()  # its own Tune experiment
 
