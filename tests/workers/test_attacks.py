@@ -7,6 +7,7 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
+from testkit.tiny_net import TinyNet
 from torch import Tensor, nn
 
 from workers.attacks import list_attacks, make_attack
@@ -14,25 +15,6 @@ from workers.attacks.cw import cw_margin_loss
 
 EPS = 8 / 255
 HAS_AUTOATTACK = importlib.util.find_spec("pyautoattack") is not None
-
-
-class TinyNet(nn.Module):
-    """conv stem -> one pre-activation residual block -> linear head; (B, 3, 8, 8) -> (B, 10)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.conv = nn.Conv2d(8, 8, 3, padding=1)
-        self.head = nn.Linear(8 * 8 * 8, 10)
-
-    def forward_with_blocks(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        h = self.stem(x)
-        b = h + self.conv(F.relu(self.bn(h)))
-        return self.head(F.relu(b).flatten(1)), [b]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_with_blocks(x)[0]
 
 
 def synthetic(n: int, seed: int) -> tuple[Tensor, Tensor]:

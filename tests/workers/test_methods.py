@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from testkit.tiny_net import TinyNet
 from torch import Tensor, nn
 
 from workers.attacks import make_attack
@@ -41,21 +42,6 @@ class FixedAttack:
             if grad_hook is not None:
                 grad_hook(g)
         return (x + self.delta).detach()
-
-
-class TinyNet(nn.Module):
-    """conv stem -> one pre-activation residual block (with BN) -> linear head; (B, 3, 8, 8) -> (B, 10)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.conv = nn.Conv2d(8, 8, 3, padding=1)
-        self.head = nn.Linear(8 * 8 * 8, 10)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.stem(x)
-        return self.head(F.relu(h + self.conv(F.relu(self.bn(h)))).flatten(1))
 
 
 def ctx_for(attack, *, lam: float = 1.0, zeta: float | None = None, bn_mode: str = "eval", **kw) -> MethodContext:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from testkit.tiny_net import TinyNet
 from torch import Tensor, nn
 
 from workers.attacks import make_attack
@@ -35,21 +36,6 @@ EPS = 4 / 255
 ALPHA = EPS / 10
 N_TEST = 1000
 AA_ATTACKS: tuple[str, ...] | None = ("apgd-ce", "apgd-t")  # None: version 'standard'
-
-
-class TinyNet(nn.Module):
-    """conv stem -> one pre-activation residual block -> linear head; (B, 3, 8, 8) -> (B, 10)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.conv = nn.Conv2d(8, 8, 3, padding=1)
-        self.head = nn.Linear(8 * 8 * 8, 10)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.stem(x)
-        return self.head(F.relu(h + self.conv(F.relu(self.bn(h)))).flatten(1))
 
 
 def synthetic(n: int, seed: int) -> tuple[Tensor, Tensor]:
