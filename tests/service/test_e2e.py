@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from testkit.api_server import free_port, running_api
 
 from service import launcher
-from service.app import create_app
 from service.settings import Settings
 
 pytestmark = pytest.mark.ray
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
     tmp = tmp_path_factory.mktemp("e2e")
     settings = Settings(database_url=f"sqlite:///{tmp / 'rg.db'}", storage_path=str(tmp / "ray_results"),
-                        ray_num_cpus=2, api_port=_free_port(), dashboard_port=_free_port())
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{settings.api_port}/api/v1", settings
-    server.should_exit = True
-    thread.join(10)
-    launcher.stop_local_head(settings)
+                        ray_num_cpus=2, api_port=free_port(), dashboard_port=free_port())
+    try:
+        with running_api(settings) as base:
+            yield base, settings
+    finally:
+        launcher.stop_local_head(settings)
 
 
 TINY = {

@@ -6,11 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
+from testkit.api_server import free_port, running_api
 from typer.testing import CliRunner
 
 from db.engine import make_engine, session_factory
@@ -28,7 +26,6 @@ from db.models import EpochMetric, FinalResult, Trial
 from db.sweeps import list_trials
 from search_spaces.spec import SweepSpec
 from service import launcher
-from service.app import create_app
 from service.cli import app as cli
 from service.schemas import SweepRequest
 from service.settings import Settings
@@ -47,29 +44,16 @@ TINY: dict[str, Any] = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def api() -> Iterator[tuple[str, Settings, launcher.RayCluster]]:
     tmp = Path(tempfile.mkdtemp(prefix="rglc-"))  # short: Ray's unix sockets live under the temp dir
     settings = Settings(database_url=f"sqlite:///{tmp / 'rg.db'}", storage_path=str(tmp / "ray_results"),
-                        ray_num_cpus=2, api_port=_free_port(), dashboard_port=_free_port(), ray_port=_free_port(),
+                        ray_num_cpus=2, api_port=free_port(), dashboard_port=free_port(), ray_port=free_port(),
                         ray_temp_dir=str(tmp / "ray"))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{settings.api_port}/api/v1", settings, launcher.ensure_ray_head(settings)
+        with running_api(settings) as base:
+            yield base, settings, launcher.ensure_ray_head(settings)
     finally:
-        server.should_exit = True
-        thread.join(10)
         launcher.stop_local_head(settings)
         shutil.rmtree(tmp, ignore_errors=True)
 
