@@ -226,13 +226,21 @@ def trial_hashes(session: Session, *, sweep_id: int) -> set[str]:
     return set(session.scalars(select(Trial.config_hash).where(Trial.sweep_id == sweep_id)))
 
 
-def end_unfinished_trials(session: Session, *, sweep_id: int, status: str, error: str) -> list[int]:
-    """Give every queued or running trial of the sweep the terminal `status` (cancelled, failed) with `error`;
-    finished trials keep theirs. Returns the ids changed."""
+def max_trial_idx(session: Session, *, sweep_id: int) -> int | None:
+    """The largest trial idx of the sweep (None when it has no trials)."""
+    return session.scalar(select(func.max(Trial.idx)).where(Trial.sweep_id == sweep_id))
+
+
+def end_unfinished_trials(session: Session, *, sweep_id: int, status: str, error: str,
+                          max_idx: int | None = None) -> list[int]:
+    """Give every queued or running trial of the sweep (with idx <= `max_idx` when given) the terminal `status`
+    (cancelled, failed) with `error`; finished trials keep theirs. Returns the ids changed."""
     if status not in TERMINAL_TRIAL_STATUSES:
         raise ValueError(f"status must be terminal ({sorted(TERMINAL_TRIAL_STATUSES)}), got {status!r}")
-    rows = session.scalars(select(Trial).where(Trial.sweep_id == sweep_id,
-                                               Trial.status.in_(UNFINISHED_TRIAL_STATUSES)).order_by(Trial.idx))
+    query = select(Trial).where(Trial.sweep_id == sweep_id, Trial.status.in_(UNFINISHED_TRIAL_STATUSES))
+    if max_idx is not None:
+        query = query.where(Trial.idx <= max_idx)
+    rows = session.scalars(query.order_by(Trial.idx))
     ids = []
     for t in rows:
         mark_trial(session, trial_id=t.id, status=status, error=error)

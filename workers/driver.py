@@ -26,9 +26,17 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune import PlacementGroupFactory
+from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, session_factory
-from db.sweeps import end_unfinished_trials, get_sweep, list_trials, refresh_sweep_status, set_sweep_status
+from db.sweeps import (
+    end_unfinished_trials,
+    get_sweep,
+    list_trials,
+    max_trial_idx,
+    refresh_sweep_status,
+    set_sweep_status,
+)
 from search_spaces.catalog import DATASETS
 from search_spaces.config import TrialConfig
 from search_spaces.placement import place, predict_memory_gib
@@ -122,6 +130,9 @@ def build_tuner(sweep_id: int, *, database_url: str, storage_path: str, data_roo
         name, spec = experiment_name(sweep_id, sweep.name, first_idx), stored_spec(sweep.spec)
         trials = [t for t in list_trials(s, sweep_id=sweep_id)
                   if t.idx >= first_idx and (end_idx is None or t.idx < end_idx)]
+    search = spec.search
+    if (search is None or not search.is_search) and all(t.status in NOT_TO_START for t in trials):
+        return None  # a finished grid launch (the submission's trials when an extension runs): leave it alone
     skip = frozenset(t.id for t in trials if t.status in FINISHED)
     trainable = tune.with_resources(tune.with_parameters(run_trial, skip=skip), _trial_pgf)
     path = str(Path(storage_path) / name)
@@ -131,7 +142,6 @@ def build_tuner(sweep_id: int, *, database_url: str, storage_path: str, data_roo
 
     cluster = ray.cluster_resources()
     gpus, gpu_gib = float(cluster.get("GPU", 0.0)), gpu_memory_gib(cluster)
-    search = spec.search
     if search is not None and search.is_search:
         candidates = _candidates(spec, cluster_gpus=gpus, gpu_gib=gpu_gib)
         epochs = [int(c.row["config"]["epochs"]) for c in candidates]
@@ -170,6 +180,20 @@ def build_tuner(sweep_id: int, *, database_url: str, storage_path: str, data_roo
     )
 
 
+def wind_down(make_session: sessionmaker[Session], sweep_id: int, *, last_idx: int | None) -> str:
+    """The safety net after the last launch: no trial of this driver (idx <= last_idx; all when None) stays queued
+    or running silently. A cancelled sweep's trials end cancelled, any other's failed. Trials added after this
+    driver started (an extension, which has its own driver) are left alone. Returns the sweep's status."""
+    with make_session.begin() as s:
+        sweep = get_sweep(s, sweep_id=sweep_id)
+        if sweep is not None and sweep.status == "cancelled":
+            end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error="cancelled", max_idx=last_idx)
+        else:
+            end_unfinished_trials(s, sweep_id=sweep_id, status="failed", max_idx=last_idx,
+                                  error="the driver ended without finishing this trial")
+        return refresh_sweep_status(s, sweep_id=sweep_id)
+
+
 def run(sweep_id: int) -> int:
     database_url = os.environ["ROBUSTGRID_DATABASE_URL"]
     storage_path = os.environ.get("ROBUSTGRID_STORAGE_PATH") or str(Path.cwd() / "ray_results")
@@ -181,19 +205,16 @@ def run(sweep_id: int) -> int:
     with make_session.begin() as s:
         sweep = set_sweep_status(s, sweep_id=sweep_id, status="running")
         ranges = launch_ranges(sweep.spec)
+        # The trials this driver answers for: a grid sweep's rows as they are now (an extension may add rows, and
+        # launch its own driver, while this one winds down); a search sweep's rows are added by this driver.
+        search = sweep.spec.get("search") or {}
+        last_idx = None if search.get("algorithm", "grid") != "grid" else max_trial_idx(s, sweep_id=sweep_id)
     for first, end in ranges:
         tuner = build_tuner(sweep_id, database_url=database_url, storage_path=storage_path, data_root=data_root,
                             first_idx=first, end_idx=end)
         if tuner is not None:
             tuner.fit()
-    with make_session.begin() as s:  # safety net: no trial stays queued or running silently
-        sweep = get_sweep(s, sweep_id=sweep_id)
-        if sweep is not None and sweep.status == "cancelled":
-            end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error="cancelled")
-        else:
-            end_unfinished_trials(s, sweep_id=sweep_id, status="failed",
-                                  error="the driver ended without finishing this trial")
-        status = refresh_sweep_status(s, sweep_id=sweep_id)
+    status = wind_down(make_session, sweep_id, last_idx=last_idx)
     log.info("sweep %d finished: %s", sweep_id, status)
     return 0
 

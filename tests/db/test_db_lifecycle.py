@@ -12,6 +12,7 @@ from db.sweeps import (
     get_trial_by_hash,
     list_trials,
     mark_trial,
+    max_trial_idx,
     requeue_trials,
     set_sweep_spec,
     trial_hashes,
@@ -70,6 +71,22 @@ def test_end_unfinished_trials_keeps_finished_ones(factory, make_sweep) -> None:
         assert rows[1].ended_at is not None and rows[3].ended_at is not None
     with pytest.raises(ValueError, match="terminal"), factory.begin() as s:
         end_unfinished_trials(s, sweep_id=sweep_id, status="queued", error="x")
+
+
+def test_end_unfinished_trials_up_to_an_idx(factory, make_sweep, trial_dict) -> None:
+    """A driver winding down ends only its own trials (idx <= max_idx): rows an extension added stay queued."""
+    sweep_id, ids = make_sweep("bounded", n=2)
+    with factory.begin() as s:
+        assert max_trial_idx(s, sweep_id=sweep_id) == 1
+        mark_trial(s, trial_id=ids[0], status="completed")
+        new = [t.id for t in add_trials(s, sweep_id=sweep_id, trials=[trial_dict(5)])]
+    with factory.begin() as s:
+        assert end_unfinished_trials(s, sweep_id=sweep_id, status="failed", error="x", max_idx=1) == [ids[1]]
+    with factory() as s:
+        assert [(t.id, t.status) for t in list_trials(s, sweep_id=sweep_id)] == [
+            (ids[0], "completed"), (ids[1], "failed"), (new[0], "queued")]
+        assert max_trial_idx(s, sweep_id=sweep_id) == 2
+        assert max_trial_idx(s, sweep_id=make_sweep("empty", n=0)[0]) is None
 
 
 def test_requeue_trials_before_a_resume(factory, make_sweep) -> None:
