@@ -25,29 +25,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # testkit: the validation test's TinyNet
+sys.path.insert(0, str(REPO / "tests"))  # testkit: the validation test's TinyNet, data and training
 
-from testkit.tiny_net import TinyNet  # noqa: E402
+from testkit.tiny_net import accuracy, synthetic, trained_tiny_net  # noqa: E402
 
 from workers.attacks import make_attack  # noqa: E402
 from workers.attacks.autoattack import AutoAttack  # noqa: E402
 from workers.data.cache import load_decoded  # noqa: E402
 from workers.data.registry import get_dataset  # noqa: E402
 from workers.models import build_model  # noqa: E402
-
-
-def synthetic(n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """The validation test's data (tests/workers/test_validation_external.py)."""
-    patterns = torch.randint(0, 2, (10, 3, 8, 8), generator=torch.Generator().manual_seed(123)).float() * 2 - 1
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 10, (n,), generator=g)
-    x = 0.5 + 0.04 * patterns[y] + 0.1 * torch.randn(n, 3, 8, 8, generator=g)
-    return x.clamp(0, 1), y
-
-
-def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean())
 
 
 def train(model: nn.Module, x: Tensor, y: Tensor, *, opt: torch.optim.Optimizer, epochs: int, batch: int,
@@ -68,12 +54,7 @@ def train(model: nn.Module, x: Tensor, y: Tensor, *, opt: torch.optim.Optimizer,
 
 
 def synthetic_model(train_eps: float) -> tuple[nn.Module, Tensor, Tensor]:
-    torch.manual_seed(0)
-    model = TinyNet()
-    x, y = synthetic(2000, seed=1)
-    train(model, x, y, opt=torch.optim.Adam(model.parameters(), lr=1e-2), epochs=5, batch=100, train_eps=train_eps,
-          steps=5, shuffle=False)
-    return (model, *synthetic(1000, seed=2))
+    return (trained_tiny_net(train_eps=train_eps), *synthetic(1000, seed=2))
 
 
 def cifar_model(root: Path, train_eps: float) -> tuple[nn.Module, Tensor, Tensor]:

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
-from testkit.tiny_net import TinyNet
+from testkit.tiny_net import accuracy, synthetic, trained_tiny_net
 from torch import Tensor, nn
 
 from workers.attacks import list_attacks, make_attack
@@ -15,15 +15,6 @@ from workers.attacks.cw import cw_margin_loss
 
 EPS = 8 / 255
 HAS_AUTOATTACK = importlib.util.find_spec("pyautoattack") is not None
-
-
-def synthetic(n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """10 classes: a fixed +-1 pattern per class at amplitude 0.04 on grey plus N(0, 0.1) noise, in [0, 1]."""
-    patterns = torch.randint(0, 2, (10, 3, 8, 8), generator=torch.Generator().manual_seed(123)).float() * 2 - 1
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 10, (n,), generator=g)
-    x = 0.5 + 0.04 * patterns[y] + 0.1 * torch.randn(n, 3, 8, 8, generator=g)
-    return x.clamp(0, 1), y
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,24 +28,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def trained(one_thread) -> tuple[nn.Module, Tensor, Tensor]:
-    torch.manual_seed(0)
-    model = TinyNet()
-    x, y = synthetic(2000, seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for epoch in range(5):
-        for i in range(0, len(y), 100):
-            opt.zero_grad()
-            F.cross_entropy(model(x[i : i + 100]), y[i : i + 100]).backward()
-            opt.step()
-    model.eval()
-    model.zero_grad(set_to_none=True)
-    xt, yt = synthetic(500, seed=2)
-    return model, xt, yt
-
-
-def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean())
+    return (trained_tiny_net(), *synthetic(500, seed=2))
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", EPS), ("l2", 0.5)])

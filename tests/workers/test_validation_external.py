@@ -27,8 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from testkit.tiny_net import TinyNet
+from testkit.tiny_net import accuracy, synthetic, trained_tiny_net
 from torch import Tensor, nn
 
 from workers.attacks import make_attack
@@ -40,36 +39,13 @@ N_TEST = 1000
 AA_ATTACKS: tuple[str, ...] | None = ("apgd-ce", "apgd-t")  # None: version 'standard'
 
 
-def synthetic(n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """10 classes: a fixed +-1 pattern per class at amplitude 0.04 on grey plus N(0, 0.1) noise, in [0, 1]."""
-    patterns = torch.randint(0, 2, (10, 3, 8, 8), generator=torch.Generator().manual_seed(123)).float() * 2 - 1
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 10, (n,), generator=g)
-    x = 0.5 + 0.04 * patterns[y] + 0.1 * torch.randn(n, 3, 8, 8, generator=g)
-    return x.clamp(0, 1), y
-
-
-def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean())
-
-
 @pytest.fixture(scope="module")
 def setup() -> Iterator[tuple[nn.Module, Tensor, Tensor, float]]:
     """The trained model, the test images and our PGD-20 robust accuracy (seed 0), on one intra-op thread (tiny
     model: one thread is fastest, and far faster on a shared, loaded CPU)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = TinyNet()
-    x, y = synthetic(2000, seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(5):
-        for i in range(0, len(y), 100):
-            opt.zero_grad()
-            F.cross_entropy(model(x[i : i + 100]), y[i : i + 100]).backward()
-            opt.step()
-    model.eval()
+    model = trained_tiny_net()
     xt, yt = synthetic(N_TEST, seed=2)
     torch.manual_seed(0)
     ours = accuracy(model, make_attack("pgd", eps=EPS, steps=20, step_size=ALPHA)(model, xt, yt), yt)
