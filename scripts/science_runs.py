@@ -5,6 +5,7 @@ SQLite database, so the eps* service reads them exactly as it reads a sweep run 
     .venv/bin/python scripts/science_runs.py run --phase eps      # SAT eps grid {0,1,2,4,8}/255 (eps 0 = clean)
     .venv/bin/python scripts/science_runs.py run --phase finetune # clean model fine-tuned at {1,2,4}/255
     .venv/bin/python scripts/science_runs.py run --phase lambda   # TRADES lambda grid {1, 6, 18}
+    .venv/bin/python scripts/science_runs.py run --phase fgsm     # FGSM-RS at 16/255, 10 epochs (catastrophic overfitting?)
     .venv/bin/python scripts/science_runs.py report               # the tables of docs/science-results.md
 
 Options: --data-root (default .data/cifar10-jpeg), --db (default .data/science.db), --storage (default
@@ -49,6 +50,11 @@ COMMON: dict[str, Any] = {
 SPECS = {
     "eps": SweepSpec(name="science-eps-grid", method=["sat"], eps=[0, PX, 2 * PX, 4 * PX, 8 * PX], **COMMON),
     "lambda": SweepSpec(name="science-trades-lambda", method=["trades"], lam=[1.0, 6.0, 18.0], eps=[8 * PX], **COMMON),
+    # FGSM-RS (Wong et al.: uniform start, step 1.25 eps) at eps 16/255 for 10 epochs: the regime where catastrophic
+    # overfitting is reported; validation PGD-10 at step eps/10.
+    "fgsm": SweepSpec(name="science-fgsm", method=["fgsm"], eps=[16 * PX], **COMMON | {"training": COMMON["training"] | {
+        "epochs": 10, "train_attack": {"name": "fgsm", "steps": 1, "step_size": 20 * PX, "start": "uniform"},
+        "eval_attack": {"steps": 10, "step_size": None}}}),
 }
 
 
@@ -125,7 +131,7 @@ def _clean_id(s: Any) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["run", "report"])
-    p.add_argument("--phase", choices=["eps", "finetune", "lambda"])
+    p.add_argument("--phase", choices=["eps", "finetune", "lambda", "fgsm"])
     p.add_argument("--data-root", default=".data/cifar10-jpeg")
     p.add_argument("--db", default=".data/science.db")
     p.add_argument("--storage", default=".data/science-storage")
