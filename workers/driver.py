@@ -207,8 +207,8 @@ def run(sweep_id: int) -> int:
         ranges = launch_ranges(sweep.spec)
         # The trials this driver answers for: a grid sweep's rows as they are now (an extension may add rows, and
         # launch its own driver, while this one winds down); a search sweep's rows are added by this driver.
-        search = sweep.spec.get("search") or {}
-        last_idx = None if search.get("algorithm", "grid") != "grid" else max_trial_idx(s, sweep_id=sweep_id)
+        search = stored_spec(sweep.spec).search
+        last_idx = None if search is not None and search.is_search else max_trial_idx(s, sweep_id=sweep_id)
     for first, end in ranges:
         tuner = build_tuner(sweep_id, database_url=database_url, storage_path=storage_path, data_root=data_root,
                             first_idx=first, end_idx=end)
