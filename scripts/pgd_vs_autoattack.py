@@ -21,36 +21,18 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # testkit: the validation test's TinyNet, data and training
 
-from testkit.tiny_net import accuracy, synthetic, trained_tiny_net  # noqa: E402
+from testkit.tiny_net import accuracy, fit, synthetic, trained_tiny_net  # noqa: E402
 
 from workers.attacks import make_attack  # noqa: E402
 from workers.attacks.autoattack import AutoAttack  # noqa: E402
 from workers.data.cache import load_decoded  # noqa: E402
 from workers.data.registry import get_dataset  # noqa: E402
 from workers.models import build_model  # noqa: E402
-
-
-def train(model: nn.Module, x: Tensor, y: Tensor, *, opt: torch.optim.Optimizer, epochs: int, batch: int,
-          train_eps: float, steps: int, shuffle: bool) -> nn.Module:
-    attack = make_attack("pgd", eps=train_eps, steps=steps, step_size=train_eps / max(steps - 1, 1)) if train_eps else None
-    for _ in range(epochs):
-        order = torch.randperm(len(y)) if shuffle else torch.arange(len(y))
-        for i in range(0, len(y), batch):
-            xb, yb = x[order[i : i + batch]], y[order[i : i + batch]]
-            if attack is not None:
-                model.eval()
-                xb = attack(model, xb, yb).detach()
-                model.train()
-            opt.zero_grad()
-            F.cross_entropy(model(xb), yb).backward()
-            opt.step()
-    return model.eval()
 
 
 def synthetic_model(train_eps: float) -> tuple[nn.Module, Tensor, Tensor]:
@@ -66,7 +48,7 @@ def cifar_model(root: Path, train_eps: float) -> tuple[nn.Module, Tensor, Tensor
     torch.manual_seed(0)
     model = build_model("wrn", depths=(1, 1, 1), widths=(0.5, 0.5, 0.5), num_classes=10, mean=d.mean, std=d.std)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    train(model, x, y, opt=opt, epochs=8 if train_eps else 5, batch=128, train_eps=train_eps, steps=3, shuffle=True)
+    fit(model, x, y, opt=opt, epochs=8 if train_eps else 5, batch=128, train_eps=train_eps, steps=3, shuffle=True)
     return model, d.raw.test_x[te].float() / 255, d.raw.test_y[te].long()
 
 
@@ -83,7 +65,8 @@ def row(name: str, model: nn.Module, x: Tensor, y: Tensor, eps_255: float) -> di
     eps, out = eps_255 / 255, {"model": name, "eps": f"{eps_255:g}/255", "clean": accuracy(model, x, y)}
     for steps in (20, 100):
         torch.manual_seed(0)
-        out[f"pgd{steps}"] = accuracy(model, make_attack("pgd", eps=eps, steps=steps, step_size=eps / 10)(model, x, y), y)
+        pgd = make_attack("pgd", eps=eps, steps=steps, step_size=eps / 10)
+        out[f"pgd{steps}"] = accuracy(model, pgd(model, x, y), y)
     out["torchattacks_pgd20"] = torchattacks_pgd(model, x, y, eps)
     for key, attacks in (("apgd_ce", ("apgd-ce",)), ("aa_ce_t", ("apgd-ce", "apgd-t"))):
         torch.manual_seed(0)

@@ -41,19 +41,18 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def trained_tiny_net(*, train_eps: float = 0.0) -> TinyNet:
-    """A TinyNet trained with seed 0 on synthetic(2000, seed=1): Adam 1e-2, 5 epochs of batches of 100, clean or
-    (train_eps > 0) PGD-5 adversarial training at step train_eps/4; returned in eval mode without gradients."""
+def fit(model: nn.Module, x: Tensor, y: Tensor, *, opt: torch.optim.Optimizer, epochs: int, batch: int,
+        train_eps: float = 0.0, steps: int = 5, shuffle: bool = False) -> nn.Module:
+    """Cross-entropy training, clean or (train_eps > 0) on PGD-`steps` examples at step train_eps/(steps-1) made in
+    eval mode; batches in order, or reshuffled each epoch from torch's global RNG. Returns the model in eval mode."""
     from workers.attacks import make_attack
 
-    torch.manual_seed(0)
-    model = TinyNet()
-    x, y = synthetic(2000, seed=1)
-    attack = make_attack("pgd", eps=train_eps, steps=5, step_size=train_eps / 4) if train_eps > 0 else None
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(5):
-        for i in range(0, len(y), 100):
-            xb, yb = x[i : i + 100], y[i : i + 100]
+    step = train_eps / max(steps - 1, 1)
+    attack = make_attack("pgd", eps=train_eps, steps=steps, step_size=step) if train_eps else None
+    for _ in range(epochs):
+        order = torch.randperm(len(y)) if shuffle else torch.arange(len(y))
+        for i in range(0, len(y), batch):
+            xb, yb = x[order[i : i + batch]], y[order[i : i + batch]]
             if attack is not None:
                 model.eval()
                 xb = attack(model, xb, yb).detach()
@@ -61,6 +60,15 @@ def trained_tiny_net(*, train_eps: float = 0.0) -> TinyNet:
             opt.zero_grad()
             F.cross_entropy(model(xb), yb).backward()
             opt.step()
-    model.eval()
+    return model.eval()
+
+
+def trained_tiny_net(*, train_eps: float = 0.0) -> TinyNet:
+    """A TinyNet trained with seed 0 on synthetic(2000, seed=1): Adam 1e-2, 5 epochs of batches of 100, clean or
+    (train_eps > 0) PGD-5 adversarial training at step train_eps/4; returned in eval mode without gradients."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    x, y = synthetic(2000, seed=1)
+    fit(model, x, y, opt=torch.optim.Adam(model.parameters(), lr=1e-2), epochs=5, batch=100, train_eps=train_eps)
     model.zero_grad(set_to_none=True)
     return model
