@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli import DataRootOpt, app, fail
+from service.cli.common import DataRootOpt, app, fail
 
 
 @app.command()

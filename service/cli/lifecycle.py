@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli import DbOpt, SetOpt, app, fail, parse_sets, settings_from, wait_for
+from service.cli.common import DbOpt, SetOpt, app, fail, parse_sets, settings_from
+from service.cli.sweeps import wait_for
 from service.settings import Settings
 
 SweepArg = Annotated[str, typer.Argument(help="sweep id or name")]

@@ -1,8 +1,6 @@
-"""Planning commands of `robustgrid`: `calibrate` (measure this device's throughput for the plan's cost model) and
-`war-zeta` (WAR's zeta from a finished thin-network tuning sweep, for `--preset wu2021-war --set phase=war`).
-
-Registered on service.cli's typer app (service/cli.py imports this module at its end).
-"""
+"""Planning commands of `robustgrid`: `plan` (expand a preset or spec into its trials; nothing runs), `calibrate`
+(measure this device's throughput for the plan's cost model; torch in-process, imported lazily) and `war-zeta`
+(WAR's zeta from a finished thin-network tuning sweep, for `--preset wu2021-war --set phase=war`)."""
 
 from __future__ import annotations
 
@@ -12,12 +10,35 @@ from typing import Annotated, Any
 import typer
 
 from search_spaces.spec import SpecError
-from service.cli import app
+from service.cli.common import DataRootOpt, PresetOpt, SetOpt, SpecOpt, app, build_request, fail, settings_from
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+@app.command()
+def plan(preset: PresetOpt = None, spec: SpecOpt = None, set_: SetOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="one JSON object per trial")] = False,
+         list_: Annotated[bool, typer.Option("--list", help="list the presets")] = False,
+         data_root: DataRootOpt = None) -> None:
+    """Expand a preset or spec into its trials with parameters, FLOPs and estimated cost; nothing runs."""
+    from search_spaces.presets import list_presets
+    from service.submission import plan_request
+
+    if list_:
+        for p in list_presets():
+            typer.echo(f"{p.name:32s} {p.description}")
+        return
+    req = build_request(preset, spec, set_, data_root=data_root)
+    try:
+        _, p = plan_request(req, settings_from(data_root=data_root))
+    except SpecError as e:
+        fail(str(e))
+    if as_json:
+        for t in p.trials:
+            typer.echo(json.dumps(t.row()))
+        return
+    import pandas as pd
+
+    typer.echo(pd.DataFrame([t.row() for t in p.trials]).to_string(index=False))
+    typer.echo(json.dumps(p.totals()))
 
 
 def _ints(text: str | None, field: str, kind: type = int) -> tuple[Any, ...] | None:
@@ -26,10 +47,11 @@ def _ints(text: str | None, field: str, kind: type = int) -> tuple[Any, ...] | N
     try:
         return tuple(kind(v) for v in text.split(","))
     except ValueError:
-        _fail(f"{field}: expected comma-separated numbers such as 1,1,1, got {text!r}")
+        fail(f"{field}: expected comma-separated numbers such as 1,1,1, got {text!r}")
     raise AssertionError
 
 
+@app.command()
 def calibrate(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")] = None,
     depths: Annotated[str | None, typer.Option(help="probe WRN depths, e.g. 2,2,2 (default per device)")] = None,
@@ -52,7 +74,7 @@ def calibrate(
     try:
         cal = run_calibration(pick_device(device), repeats=repeats, **probe)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"{cal.device}: {cal.macs_per_second / 1e9:,.2f} GMAC/s ({cal.probe['arch']}, batch "
                f"{cal.probe['batch_size']}, SAT PGD-{cal.probe['attack_steps']}, {cal.probe['precision']}, "
                f"{cal.probe['seconds_per_step']:.3f} s/step)", err=True)
@@ -61,11 +83,12 @@ def calibrate(
         try:
             path = save_calibration(cal, root)
         except SpecError as e:
-            _fail(str(e))
+            fail(str(e))
         typer.echo(f"saved to {path}", err=True)
     typer.echo(cal.to_json())
 
 
+@app.command("war-zeta")
 def war_zeta(
     sweep: Annotated[str, typer.Argument(help="the finished wu2021-war tuning sweep (id or name)")],
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (ROBUSTGRID_DATABASE_URL)")] = None,
@@ -83,11 +106,7 @@ def war_zeta(
     try:
         zeta, trial = zeta_from_tuning(final, epochs)
     except SpecError as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"zeta from trial {trial} of sweep {sweep}; next: robustgrid submit --preset wu2021-war "
                f"--set phase=war --set zeta={zeta:.6g}", err=True)
     typer.echo(json.dumps({"zeta": zeta, "trial": trial}))
-
-
-app.command()(calibrate)
-app.command("war-zeta")(war_zeta)

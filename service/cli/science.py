@@ -1,7 +1,4 @@
-"""Science commands of `robustgrid`: `epsilon-star` (eps* of a finished sweep, science.md Study C).
-
-Registered on service.cli's typer app (service/cli.py imports this module at its end), like service.cli_plan.
-"""
+"""Science commands of `robustgrid`: `epsilon-star` (eps* of a finished sweep, science.md Study C)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from search_spaces.spec import SpecError
-from service.cli import DbOpt, app, fail, settings_from
+from service.cli.common import DbOpt, app, fail, settings_from
 
 PX = 255  # eps is shown in 1/255 pixel units
 
@@ -39,6 +36,7 @@ def _describe(g: dict[str, Any]) -> list[str]:
     return lines
 
 
+@app.command("epsilon-star")
 def epsilon_star(
     sweep: Annotated[str, typer.Option("--sweep", help="sweep name or id")],
     as_json: Annotated[bool, typer.Option("--json", help="the groups as JSON (the API's EpsilonStarOut groups)")] = False,
@@ -64,6 +62,3 @@ def epsilon_star(
         return
     for g in groups:
         typer.echo("\n".join(_describe(g)))
-
-
-app.command("epsilon-star")(epsilon_star)

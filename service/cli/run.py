@@ -1,0 +1,107 @@
+"""`robustgrid train | serve | demo`: one trial in-process without Ray (torch, lazily), the API server, and the main
+job (embedded Ray + SQLite, the `demo` preset end to end, then the results table and the Pareto front)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from search_spaces.spec import SpecError
+from service.cli.common import DataRootOpt, DbOpt, PresetOpt, SetOpt, SpecOpt, app, build_request, fail, settings_from
+from service.cli.sweeps import submit_request, wait_for
+
+
+@app.command()
+def train(preset: PresetOpt = None, spec: SpecOpt = None, set_: SetOpt = None,
+          trial: Annotated[int, typer.Option(help="which trial of the expanded plan")] = 0,
+          data_root: DataRootOpt = None,
+          device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")] = None,
+          out: Annotated[Path | None, typer.Option(help="write the final rows as JSON here")] = None) -> None:
+    """Train and evaluate one trial without Ray (same training function as the Ray trainable)."""
+    import logging
+
+    from service.submission import plan_request
+    from workers.final_eval import pick_device, train_and_evaluate
+
+    logging.basicConfig(level=logging.WARNING)
+    req = build_request(preset, spec, set_, data_root=data_root)
+    try:
+        _, p = plan_request(req, settings_from(data_root=data_root))
+    except SpecError as e:
+        fail(str(e))
+    if not 0 <= trial < len(p.trials):
+        fail(f"trial: {trial} is outside the plan's 0..{len(p.trials) - 1}")
+    cfg = p.trials[trial].config
+    typer.echo(f"training {cfg.arch} ({p.trials[trial].params:,} params) {cfg.method} eps={cfg.eps:.4f}", err=True)
+
+    def on_epoch(m: dict[str, Any], _: Any) -> None:
+        typer.echo(f"epoch {m['epoch']}/{cfg.epochs} clean_acc {m.get('clean_acc', float('nan')):.3f} "
+                   f"robust_acc {m.get('robust_acc', float('nan')):.3f} loss {m['adv_loss_train']:.3f} "
+                   f"{m['seconds']:.1f} s", err=True)
+
+    _, rows = train_and_evaluate(cfg, device=pick_device(device), data_root=data_root or settings_from().data_root,
+                                 on_epoch=on_epoch)
+    text = json.dumps(rows, indent=1)
+    if out is not None:
+        out.write_text(text)
+    typer.echo(text)
+
+
+@app.command()
+def serve(host: str | None = None, port: int | None = None) -> None:
+    """Run the API (uvicorn)."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = settings_from(api_host=host, api_port=port)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+
+
+@app.command()
+def demo(data_root: DataRootOpt = None, database_url: DbOpt = None,
+         stop_ray: Annotated[bool, typer.Option(help="stop the local Ray head at the end")] = False) -> None:
+    """The main job: embedded Ray + SQLite, the `demo` preset end to end, then the table and the Pareto front."""
+    from service import launcher
+    from service.exports import render_rows
+
+    t0 = time.monotonic()
+    settings = settings_from(data_root=data_root, database_url=database_url)
+    root, dataset = settings.data_root, "cifar10"
+    if root and (Path(root) / "train").is_dir() and (Path(root) / "test").is_dir():
+        dataset = "cifar10-jpeg"  # an ImageFolder tree such as ../shared/data's archive
+    elif root is None:
+        root = str(Path.home() / ".cache" / "robustgrid" / "data")  # torchvision downloads CIFAR-10 here
+        Path(root).mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"data_root": root})
+    typer.echo(f"demo: dataset {dataset} at {root}; database {settings.database_url}", err=True)
+    req = build_request("demo", None, [f"dataset={json.dumps(dataset)}"], data_root=root)
+    sweep_id = submit_request(req, settings)
+    cluster = launcher.ensure_ray_head(settings)
+    typer.echo(f"Ray dashboard: {launcher.dashboard_url(cluster)}", err=True)
+    state = wait_for(settings, sweep_id)
+
+    from db.engine import make_engine, session_factory
+    from db.results import query_results
+    from db.sweeps import list_trials
+    from service.analysis import pareto_front
+
+    with session_factory(make_engine(settings.database_url))() as s:
+        rows = query_results(s, filters={"sweep": sweep_id}, kind="final")
+        _, front = pareto_front(s, metrics=["params", "robust_acc"], maximize=None, filters={"sweep": sweep_id})
+        errors = [f"trial {t.id} {t.arch}: {t.error}" for t in list_trials(s, sweep_id=sweep_id) if t.status == "failed"]
+    if errors:
+        typer.echo("\n".join(errors), err=True)
+        fail(f"demo: {len(errors)} trial(s) of sweep {sweep_id} failed")
+    typer.echo(f"\nResults of sweep {sweep_id} ({state}):")
+    typer.echo(render_rows(rows, "table"))
+    typer.echo("\nPareto front (params min, robust_acc max, best checkpoint):")
+    typer.echo(render_rows(front, "table", columns=["trial", "arch", "params", "robust_acc", "clean_acc", "stability"]))
+    typer.echo(f"\nRay dashboard: {launcher.dashboard_url(cluster)}")
+    typer.echo(f"demo wall time: {time.monotonic() - t0:.0f} s")
+    if stop_ray:
+        launcher.stop_local_head(settings)

@@ -1,0 +1,96 @@
+"""`robustgrid submit | status`: store a sweep and launch it (the API's code path, service.submission), follow it
+(`wait_for`, also used by `demo`, `resume --wait` and `extend --wait`), list sweeps with their trial counts."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+
+from search_spaces.spec import SpecError
+from service.cli.common import DataRootOpt, DbOpt, PresetOpt, SetOpt, SpecOpt, app, build_request, fail, settings_from
+from service.schemas import SweepRequest
+from service.settings import Settings
+
+
+def submit_request(req: SweepRequest, settings: Settings) -> int:
+    from db.engine import make_engine, session_factory, upgrade
+    from service.submission import data_root_of, launch_sweep, store_sweep
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    try:
+        with sessions() as s:
+            sweep, p = store_sweep(s, req, settings)
+            sweep_id = sweep.id
+    except SpecError as e:
+        fail(str(e))
+    typer.echo(f"sweep {sweep_id}: {p.totals()['n_trials']} trials, est. {p.totals()['est_gpu_hours']} GPU-hours")
+    launch_sweep(sessions, sweep_id, settings, data_root=data_root_of(req, settings))
+    return sweep_id
+
+
+@app.command()
+def submit(preset: PresetOpt = None, spec: SpecOpt = None, set_: SetOpt = None,
+           name: Annotated[str | None, typer.Option(help="sweep name")] = None,
+           data_root: DataRootOpt = None, database_url: DbOpt = None,
+           wait: Annotated[bool, typer.Option(help="wait for the sweep and show progress")] = False) -> None:
+    """Store a sweep and launch it as a Ray job (the service's path)."""
+    settings = settings_from(data_root=data_root, database_url=database_url)
+    sweep_id = submit_request(build_request(preset, spec, set_, name=name, data_root=data_root), settings)
+    if wait:
+        wait_for(settings, sweep_id)
+
+
+def wait_for(settings: Settings, sweep_id: int, poll_s: float = 2.0) -> str:
+    """Poll the store until every trial is terminal; print progress whenever it changes."""
+    from db.engine import make_engine, session_factory
+    from db.sweeps import get_sweep, trial_status_counts
+    from service import launcher
+
+    sessions = session_factory(make_engine(settings.database_url))
+    last, t0 = None, time.monotonic()
+    while True:
+        with sessions() as s:
+            sweep = get_sweep(s, sweep_id=sweep_id)
+            assert sweep is not None
+            counts, status, job = trial_status_counts(s, sweep_id=sweep_id), sweep.status, sweep.ray_job_id
+        line = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        if line != last:
+            typer.echo(f"[{time.monotonic() - t0:6.0f} s] sweep {sweep_id} {status}: {line}", err=True)
+            last = line
+        if status in ("completed", "failed", "cancelled"):
+            return status
+        if job:
+            state = launcher.job_status(settings, launcher.ensure_ray_head(settings), job)
+            if state in ("FAILED", "STOPPED", "SUCCEEDED"):  # a finished driver leaves every trial terminal
+                with sessions() as s:
+                    sweep = get_sweep(s, sweep_id=sweep_id)
+                    if sweep is not None and sweep.status in ("completed", "failed", "cancelled"):
+                        continue
+                logs = launcher.job_logs(settings, launcher.ensure_ray_head(settings), job)
+                typer.echo(logs[-3000:], err=True)
+                fail(f"sweep {sweep_id}: the driver job ended {state}")
+        time.sleep(poll_s)
+
+
+@app.command()
+def status(sweep: Annotated[str | None, typer.Argument(help="sweep id or name; all sweeps when omitted")] = None,
+           database_url: DbOpt = None) -> None:
+    """Sweeps and their trial counts per status."""
+    from db.engine import make_engine, session_factory, upgrade
+    from db.sweeps import get_sweep_by_name_or_id, list_sweeps, trial_status_counts
+
+    settings = settings_from(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    with session_factory(engine)() as s:
+        sweeps = list_sweeps(s) if sweep is None else [get_sweep_by_name_or_id(s, ref=sweep)]
+        if sweeps == [None]:
+            fail(f"sweep: {sweep!r} not found")
+        for sw in sweeps:
+            counts = trial_status_counts(s, sweep_id=sw.id)
+            typer.echo(f"{sw.id:4d} {sw.name:40s} {sw.status:10s} {json.dumps(counts)} {sw.dashboard_url or ''}")
