@@ -2,8 +2,8 @@
 
 The schema itself is created only by the Alembic migration (db/migrations/versions); these models must match it
 (tests/db/test_migrations.py compares them with Alembic's autogenerate diff). Units: eps in [0, 1] pixel units,
-accuracies and stability as fractions in [0, 1], times in seconds, params/flops as counts (flops = MACs of one
-32x32 forward pass).
+accuracies and stability as fractions in [0, 1], times in seconds, params and macs as counts (macs = multiply-
+accumulates of one forward pass of one image). The column meanings are documented once, in db.contract.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.fields import CHECKPOINTS, SWEEP_STATUSES, TRIAL_STATUSES
+from db.contract import CHECKPOINTS
+from db.fields import SWEEP_STATUSES, TRIAL_STATUSES
 
 # Deterministic constraint names, so the migration and the models agree on every backend.
 NAMING_CONVENTION = {
@@ -64,6 +65,7 @@ class Sweep(Base):
     dashboard_url: Mapped[str | None] = mapped_column(String(500))
     code_version: Mapped[str] = mapped_column(String(100))
     n_trials: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)  # why the sweep failed (e.g. its Ray job could not start)
 
     trials: Mapped[list[Trial]] = relationship(
         back_populates="sweep", cascade="all, delete-orphan", passive_deletes=True, order_by="Trial.idx"
@@ -90,7 +92,7 @@ class Trial(Base):
     depths: Mapped[str] = mapped_column(String(100))  # "5-5-5"
     widths: Mapped[str] = mapped_column(String(100))  # "10-10-10"
     params: Mapped[int] = mapped_column(BigInteger)  # trainable parameters
-    flops: Mapped[int] = mapped_column(BigInteger)  # MACs of one 32x32 forward pass
+    macs: Mapped[int] = mapped_column(BigInteger)  # multiply-accumulates of one forward pass of one image
     method: Mapped[str] = mapped_column(String(50), index=True)
     lam: Mapped[float] = mapped_column(Float)
     eps: Mapped[float] = mapped_column(Float, index=True)  # [0, 1] pixel units
@@ -102,7 +104,9 @@ class Trial(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    gpu_seconds: Mapped[float | None] = mapped_column(Float)
+    device_seconds: Mapped[float | None] = mapped_column(Float)  # the whole trial: training and evaluations
+    device: Mapped[str | None] = mapped_column(String(200))  # cpu, or the CUDA device's name
+    node: Mapped[str | None] = mapped_column(String(300))  # host name and IP of the node it ran on
     code_version: Mapped[str] = mapped_column(String(100))
 
     sweep: Mapped[Sweep] = relationship(back_populates="trials")
@@ -131,14 +135,14 @@ class EpochMetric(Base):
     stability: Mapped[float | None] = mapped_column(Float)
     clean_loss_train: Mapped[float | None] = mapped_column(Float)
     adv_loss_train: Mapped[float | None] = mapped_column(Float)
-    clean_loss_test: Mapped[float | None] = mapped_column(Float)
-    adv_loss_test: Mapped[float | None] = mapped_column(Float)
+    clean_loss_val: Mapped[float | None] = mapped_column(Float)
+    adv_loss_val: Mapped[float | None] = mapped_column(Float)
     natural_risk: Mapped[float | None] = mapped_column(Float)  # objective's natural-risk term, epoch mean
     robust_reg: Mapped[float | None] = mapped_column(Float)  # objective's robust-regularisation term, epoch mean
     local_lipschitz: Mapped[float | None] = mapped_column(Float)  # mean over iterations of max_k ||grad_x L||_1
-    lam_t: Mapped[float | None] = mapped_column(Float)  # lambda at the end of the epoch (WAR) or the fixed lambda
+    lam_t: Mapped[float | None] = mapped_column(Float)  # batch-weighted epoch mean of lambda_t (fixed unless WAR)
     lr: Mapped[float | None] = mapped_column(Float)  # per batch of batch_size
-    seconds: Mapped[float | None] = mapped_column(Float)  # wall time of the epoch
+    device_seconds: Mapped[float | None] = mapped_column(Float)  # this epoch: training and validation
     lam_trajectory: Mapped[list[float] | None] = mapped_column(JSON)  # WAR per-batch lambdas of this epoch
 
     trial: Mapped[Trial] = relationship(back_populates="epoch_metrics")
@@ -156,7 +160,7 @@ class FinalResult(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
     checkpoint: Mapped[str] = mapped_column(String(8))  # best | last
-    attack: Mapped[str] = mapped_column(String(50), index=True)  # pgd20 | fgsm | cw | autoattack | ...
+    attack: Mapped[str] = mapped_column(String(50), index=True)  # canonical key: pgd20 | cw20 | fgsm | autoattack
     epoch: Mapped[int | None] = mapped_column(Integer)  # the checkpoint's epoch
     clean_acc: Mapped[float | None] = mapped_column(Float)
     robust_acc: Mapped[float | None] = mapped_column(Float)
@@ -169,6 +173,6 @@ class FinalResult(Base):
     emp_lipschitz_blocks: Mapped[list[float] | None] = mapped_column(JSON)  # one per residual block, then logits
     clean_loss_test: Mapped[float | None] = mapped_column(Float)
     adv_loss_test: Mapped[float | None] = mapped_column(Float)
-    gpu_seconds: Mapped[float | None] = mapped_column(Float)
+    device_seconds: Mapped[float | None] = mapped_column(Float)  # this evaluation
 
     trial: Mapped[Trial] = relationship(back_populates="final_results")

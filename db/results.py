@@ -1,124 +1,120 @@
-"""Result rows: idempotent writes (the driver's callback replays them after a crash) and flat reads in the
-result-field vocabulary of `db.fields.RESULT_FIELDS`."""
+"""Result rows: idempotent writes of the typed reports of `db.contract` (the driver's callback replays them after a
+crash) and flat reads in the result vocabulary (`db.contract.ResultRow`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ColumnElement, Float, Integer, Select, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.fields import CHECKPOINTS, EPOCH_EXTRA_FIELDS, EPOCH_METRIC_KEYS, FINAL_METRIC_KEYS, RESULT_FIELDS
+from db.contract import (
+    EPOCH_EXTRA_FIELDS,
+    FLOAT_FIELDS,
+    INT_FIELDS,
+    LIST_FIELDS,
+    RESULT_FIELDS,
+    EpochReport,
+    FinalRow,
+    check_attack_key,
+)
 from db.models import Base, EpochMetric, FinalResult, Sweep, Trial
 
-FLOAT_TOLERANCE = 1e-9  # relative; equality filters on lam and eps match within it
+FLOAT_TOLERANCE = 1e-9  # relative: a float filter given as a number (not as written text) matches within it
+
+
+@dataclass(frozen=True)
+class Approx:
+    """A float filter value with the tolerance it matches within (e.g. `0.0314` as written: +-0.00005)."""
+
+    value: float
+    tol: float
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.value) or not self.tol >= 0:
+            raise ValueError(f"bad approximate value {self.value!r} +- {self.tol!r}")
+
+
+class NoMatch(ValueError):
+    """A filter on a configuration axis (eps, lam) matched no row; `reason` lists the values present."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
 
 # --------------------------------------------------------------------------------------------------- writes
 
 
-def _coerce(table: type[Base], key: str, value: Any) -> Any:
-    """numpy/torch scalars and arrays -> plain Python values for the column's type."""
-    if value is None:
-        return None
-    col_type = table.__table__.c[key].type
-    if isinstance(col_type, JSON):
-        return value.tolist() if hasattr(value, "tolist") else value
-    if isinstance(col_type, Float):
-        return float(value)
-    if isinstance(col_type, (Integer, BigInteger)):
-        return int(value)
-    return value
-
-
-def _upsert(
-    session: Session, table: type[Base], key: dict[str, Any], metrics: Mapping[str, Any], allowed: tuple[str, ...]
-) -> None:
-    for k in metrics:
-        if k not in allowed:
-            raise ValueError(f"unknown metric {k!r} for {table.__tablename__}; allowed: {list(allowed)}")
-    values = {**key, **{k: _coerce(table, k, v) for k, v in metrics.items()}}
+def _upsert(session: Session, table: type[Base], key: dict[str, Any], values: dict[str, Any]) -> None:
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
-        stmt: Any = sqlite.insert(table).values(values)
+        stmt: Any = sqlite.insert(table).values({**key, **values})
     elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values(values)
+        stmt = postgresql.insert(table).values({**key, **values})
     else:
         raise NotImplementedError(f"upsert is implemented for sqlite and postgresql, not {dialect!r}")
-    index_elements = list(key)
-    if metrics:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=index_elements, set_={k: stmt.excluded[k] for k in metrics}
-        )
+    if values:
+        stmt = stmt.on_conflict_do_update(index_elements=list(key), set_={k: stmt.excluded[k] for k in values})
     else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=index_elements)
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
     session.execute(stmt)
 
 
-def upsert_epoch(session: Session, *, trial_id: int, epoch: int, metrics: Mapping[str, Any]) -> None:
-    """Insert or update the (trial_id, epoch) row. Only the keys given are written: a replay overwrites them with
-    the new values and leaves the others as they were. Keys: `db.fields.EPOCH_METRIC_KEYS` (ValueError otherwise)."""
-    _upsert(session, EpochMetric, {"trial_id": int(trial_id), "epoch": int(epoch)}, metrics, EPOCH_METRIC_KEYS)
+def _set_metrics(report: EpochReport | FinalRow) -> dict[str, Any]:
+    """The metrics the report sets (a field left unset is not written: a replay of a partial report keeps the
+    stored value)."""
+    data = report.model_dump()
+    return {k: data[k] for k in report.model_fields_set if k in report.metric_fields()}
 
 
-def upsert_final(
-    session: Session, *, trial_id: int, checkpoint: str, attack: str, metrics: Mapping[str, Any]
-) -> None:
-    """Insert or update the (trial_id, checkpoint, attack) row, like `upsert_epoch`. `checkpoint` is best|last;
-    keys: `db.fields.FINAL_METRIC_KEYS` (incl. `epoch`, the checkpoint's epoch)."""
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
-    key = {"trial_id": int(trial_id), "checkpoint": checkpoint, "attack": str(attack)}
-    _upsert(session, FinalResult, key, metrics, FINAL_METRIC_KEYS)
+def upsert_epoch(session: Session, *, trial_id: int, report: EpochReport) -> None:
+    """Insert or update the (trial_id, epoch) row with the report's metrics. A replay overwrites the fields it
+    sets and leaves the others as they were."""
+    _upsert(session, EpochMetric, {"trial_id": int(trial_id), "epoch": report.epoch}, _set_metrics(report))
+
+
+def upsert_final(session: Session, *, trial_id: int, row: FinalRow) -> None:
+    """Insert or update the (trial_id, checkpoint, attack) row, like `upsert_epoch`."""
+    key = {"trial_id": int(trial_id), "checkpoint": row.checkpoint, "attack": row.attack}
+    _upsert(session, FinalResult, key, _set_metrics(row))
 
 
 # ---------------------------------------------------------------------------------------------------- reads
 
-_TRIAL_FIELDS: dict[str, Any] = {
+_FROM_TRIAL: dict[str, Any] = {
     "sweep": Sweep.name, "trial": Trial.id, "arch": Trial.arch, "depths": Trial.depths, "widths": Trial.widths,
-    "params": Trial.params, "flops": Trial.flops, "method": Trial.method, "lam": Trial.lam, "eps": Trial.eps,
+    "params": Trial.params, "macs": Trial.macs, "method": Trial.method, "lam": Trial.lam, "eps": Trial.eps,
     "norm": Trial.norm, "dataset": Trial.dataset, "n_train": Trial.n_train, "seed": Trial.seed,
     "status": Trial.status, "error": Trial.error,
 }  # fmt: skip
 
-# field -> SQL expression per kind; a field missing here is None for that kind.
+# field -> SQL expression per kind: the trial's fields, then the report's own; a field missing is None for that kind.
 _COLUMNS: dict[str, dict[str, Any]] = {
-    "final": {
-        **_TRIAL_FIELDS,
-        **{f: getattr(FinalResult, f) for f in ("checkpoint", "epoch", "clean_acc", "robust_acc", "stability",
-                                                "emp_lipschitz", "clean_loss_test", "adv_loss_test", "attack")},
-        # the final row's own GPU-seconds, else the trial's
-        "gpu_seconds": func.coalesce(FinalResult.gpu_seconds, Trial.gpu_seconds),
-    },
-    "epoch": {
-        **_TRIAL_FIELDS,
-        **{f: getattr(EpochMetric, f) for f in ("epoch", "clean_acc", "robust_acc", "stability", "clean_loss_train",
-                                                "clean_loss_test", "adv_loss_train", "adv_loss_test", "natural_risk",
-                                                "robust_reg", "local_lipschitz", "lam_t")},
-        "gpu_seconds": Trial.gpu_seconds,
-    },
-}  # fmt: skip
-
-_INT_FIELDS = frozenset({"trial", "params", "flops", "n_train", "seed", "epoch"})
-_FLOAT_FIELDS = frozenset(
-    {"lam", "eps", "clean_acc", "robust_acc", "stability", "emp_lipschitz", "clean_loss_train", "clean_loss_test",
-     "adv_loss_train", "adv_loss_test", "natural_risk", "robust_reg", "local_lipschitz", "lam_t", "gpu_seconds"}
-)  # fmt: skip
+    "final": {**_FROM_TRIAL, **{f: getattr(FinalResult, f) for f in FinalRow.model_fields}},
+    "epoch": {**_FROM_TRIAL, **{f: getattr(EpochMetric, f) for f in EpochReport.model_fields
+                                if f not in EPOCH_EXTRA_FIELDS}},
+}
+assert all(set(cols) <= set(RESULT_FIELDS) for cols in _COLUMNS.values())
 
 
 def _typed(field: str, value: Any) -> Any:
-    """Filter values may arrive as strings (query parameters): convert to the field's type."""
-    if value is None:
-        return None
+    """A filter value as the field's type (Approx passes through for floats)."""
+    if value is None or isinstance(value, Approx):
+        return value
     try:
-        if field in _INT_FIELDS:
+        if field in INT_FIELDS:
             return int(value)
-        if field in _FLOAT_FIELDS:
+        if field in FLOAT_FIELDS:
             return float(value)
     except (TypeError, ValueError) as e:
         raise ValueError(f"filter {field!r}: bad value {value!r}") from e
+    if field == "attack":
+        return check_attack_key(str(value))
     return str(value)
 
 
@@ -127,9 +123,9 @@ def _equals(field: str, expr: Any, value: Any) -> ColumnElement[bool]:
         return true() if value is None else false()
     if value is None:
         return expr.is_(None)
-    if field in ("lam", "eps"):
-        tol = FLOAT_TOLERANCE * max(1.0, abs(value))
-        return expr.between(value - tol, value + tol)
+    if field in FLOAT_FIELDS:
+        approx = value if isinstance(value, Approx) else Approx(value, FLOAT_TOLERANCE * max(1.0, abs(value)))
+        return expr.between(approx.value - approx.tol, approx.value + approx.tol)
     return expr == value
 
 
@@ -147,21 +143,31 @@ def _condition(field: str, expr: Any, value: Any) -> ColumnElement[bool]:
     return or_(*[_equals(field, expr, _typed(field, v)) for v in values]) if values else false()
 
 
-def _select(kind: str, filters: Mapping[str, Any]) -> tuple[Select[Any], list[str]]:
+def _base(kind: str) -> tuple[dict[str, Any], Any]:
     if kind not in _COLUMNS:
         raise ValueError(f"kind must be 'final' or 'epoch', got {kind!r}")
-    cols = _COLUMNS[kind]
-    table: Any = FinalResult if kind == "final" else EpochMetric
-    names = [f for f in RESULT_FIELDS if f in cols]
-    stmt = select(*[cols[f].label(f) for f in names]).select_from(table).join(Trial, table.trial_id == Trial.id)
-    stmt = stmt.join(Sweep, Trial.sweep_id == Sweep.id)
+    return _COLUMNS[kind], (FinalResult if kind == "final" else EpochMetric)
+
+
+def _where(stmt: Select[Any], kind: str, filters: Mapping[str, Any]) -> Select[Any]:
+    cols, table = _base(kind)
+    stmt = stmt.select_from(table).join(Trial, table.trial_id == Trial.id).join(Sweep, Trial.sweep_id == Sweep.id)
     for field, value in filters.items():
         if field == "sweep_ids":
             stmt = stmt.where(Sweep.id.in_([int(v) for v in value]))
+        elif field in LIST_FIELDS:
+            raise ValueError(f"filter {field!r}: a list-valued field cannot be filtered on")
         elif field in RESULT_FIELDS:
             stmt = stmt.where(_condition(field, cols.get(field), value))
         else:
             raise ValueError(f"unknown filter field {field!r}; allowed: {[*RESULT_FIELDS, 'sweep_ids']}")
+    return stmt
+
+
+def _select(kind: str, filters: Mapping[str, Any]) -> tuple[Select[Any], list[str]]:
+    cols, table = _base(kind)
+    names = [f for f in RESULT_FIELDS if f in cols]
+    stmt = _where(select(*[cols[f].label(f) for f in names]), kind, filters)
     order = [Sweep.id, Trial.idx, table.epoch] if kind == "epoch" else [Sweep.id, Trial.idx, table.checkpoint,
                                                                          table.attack]  # fmt: skip
     return stmt.order_by(*order), names
@@ -171,22 +177,57 @@ def _clean(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def query_results(session: Session, *, filters: Mapping[str, Any] | None = None, kind: str = "final") -> list[dict]:
+AXES_EXPLAINED = ("eps", "lam", "attack")  # fields whose empty matches list the values present
+
+
+def query_results(session: Session, *, filters: Mapping[str, Any] | None = None, kind: str = "final",
+                  explain_empty: bool = False) -> list[dict]:
     """Rows of final results (one per trial, checkpoint, attack) or per-epoch metrics (one per trial, epoch), each
     a dict with exactly the keys of RESULT_FIELDS in that order (fields the kind lacks are None). `filters`:
-    any result field by equality (a list/tuple/set means IN; None means IS NULL; `sweep` matches a name or a
-    numeric id; lam and eps match within a 1e-9 relative tolerance) and `sweep_ids` (list of ints).
-    Unknown filter field -> ValueError naming it."""
-    stmt, names = _select(kind, filters or {})
-    out = []
-    for row in session.execute(stmt).mappings():
-        out.append({f: (_clean(row[f]) if f in names else None) for f in RESULT_FIELDS})
+    any scalar result field by equality (a list/tuple/set means IN; None means IS NULL; `sweep` matches a name or
+    a numeric id; a float given as a number matches within a 1e-9 relative tolerance, an `Approx` within its own;
+    `attack` takes canonical keys only) and `sweep_ids` (list of ints). Unknown filter field -> ValueError naming
+    it. With `explain_empty`, a filter on eps, lam or attack that leaves no row, where the other filters alone
+    would match rows, raises `NoMatch` listing the values present there."""
+    filters = dict(filters or {})
+    stmt, names = _select(kind, filters)
+    out = [{f: (_clean(row[f]) if f in names else None) for f in RESULT_FIELDS}
+           for row in session.execute(stmt).mappings()]
+    if not out and explain_empty:
+        _explain(session, kind, filters)
     return out
 
 
+def _explain(session: Session, kind: str, filters: dict[str, Any]) -> None:
+    for field in AXES_EXPLAINED:
+        if field not in filters:
+            continue
+        rest = {k: v for k, v in filters.items() if k != field}
+        expr = _COLUMNS[kind][field]
+        present = sorted(v for v in session.scalars(_where(select(expr).distinct(), kind, rest)) if v is not None)
+        if not present:
+            continue  # nothing matches the other filters either: an empty answer is the honest one
+        shown = ", ".join(fmt_value(field, v) for v in present)
+        raise NoMatch(field, f"no {kind} results with {field} = {_show(field, filters[field])}; {field} values "
+                             f"present: {shown}")
+
+
+def fmt_value(field: str, v: Any) -> str:
+    """eps as k/255 where it is one (8/255 (0.03137)); other numbers with %g; text as it is."""
+    if isinstance(v, str):
+        return v
+    if field == "eps" and v > 0 and abs(v * 255 * 2 - round(v * 255 * 2)) < 1e-6:
+        return f"{v * 255:g}/255 ({v:.5f})"
+    return f"{v:g}"
+
+
+def _show(field: str, value: Any) -> str:
+    values = value if isinstance(value, (list, tuple, set, frozenset)) else [value]
+    return " or ".join(f"{v.value:g} (+-{v.tol:g})" if isinstance(v, Approx) else str(v) for v in values)
+
+
 def trial_curves(session: Session, *, trial_id: int) -> list[dict]:
-    """Per-epoch rows of one trial ordered by epoch: RESULT_FIELDS, then EPOCH_EXTRA_FIELDS (lr, seconds,
-    lam_trajectory)."""
+    """Per-epoch rows of one trial ordered by epoch: RESULT_FIELDS, then EPOCH_EXTRA_FIELDS (lr, lam_trajectory)."""
     rows = query_results(session, filters={"trial": int(trial_id)}, kind="epoch")
     extras = session.execute(
         select(EpochMetric.epoch, *[getattr(EpochMetric, f) for f in EPOCH_EXTRA_FIELDS])

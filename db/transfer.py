@@ -1,8 +1,9 @@
 """Whole sweeps out of one store and into another (e.g. a cluster's PostgreSQL into a laptop's SQLite):
 the sweep with its spec, every trial with its config and provenance, every epoch row and every final row.
 
-The dump is plain JSON (`format: robustgrid-sweeps/1`). Import writes everything in the caller's transaction,
-so a bad dump leaves nothing behind; ids are new, names must not clash (or get a suffix).
+The dump is plain JSON (`format: robustgrid-sweeps/2`; dumps of format 1, written before migration 0002 renamed
+columns, are read with the same renames). Import writes everything in the caller's transaction, so a bad dump
+leaves nothing behind; ids are new, names must not clash (or get a suffix).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from sqlalchemy.orm import Session
 from db.models import EpochMetric, FinalResult, Sweep, Trial
 from db.sweeps import SweepExists
 
-FORMAT = "robustgrid-sweeps/1"
+FORMAT = "robustgrid-sweeps/2"
+# Format 1's column names -> today's (the renames of migration 0002).
+V1_RENAMES: dict[str, dict[str, str]] = {
+    "trials": {"flops": "macs", "gpu_seconds": "device_seconds"},
+    "epoch_metrics": {"clean_loss_test": "clean_loss_val", "adv_loss_test": "adv_loss_val", "seconds": "device_seconds"},
+    "final_results": {"gpu_seconds": "device_seconds"},
+}
 _SKIP = {"id", "sweep_id", "trial_id"}
 
 
@@ -44,7 +51,10 @@ def export_sweeps(session: Session, *, sweep_ids: list[int]) -> dict[str, Any]:
         for s in sweeps]}
 
 
-def _parse(model: type, row: dict[str, Any]) -> dict[str, Any]:
+def _parse(model: type, row: dict[str, Any], v1: bool = False) -> dict[str, Any]:
+    if v1:
+        renames = V1_RENAMES.get(model.__tablename__, {})  # type: ignore[attr-defined]
+        row = {renames.get(k, k): v for k, v in row.items()}
     known = {a.key: a for a in inspect(model).column_attrs}
     unknown = sorted(set(row) - set(known))
     if unknown:
@@ -59,7 +69,8 @@ def _parse(model: type, row: dict[str, Any]) -> dict[str, Any]:
 def import_sweeps(session: Session, *, dump: dict[str, Any], suffix: str | None = None) -> list[Sweep]:
     """Insert the dump's sweeps with new ids. A name already present raises SweepExists unless `suffix` is
     given (then `name + suffix`). Everything is added to the session; the caller's transaction commits it."""
-    if dump.get("format") != FORMAT:
+    v1 = dump.get("format") == "robustgrid-sweeps/1"
+    if dump.get("format") != FORMAT and not v1:
         raise ValueError(f"format: expected {FORMAT!r}, got {dump.get('format')!r}")
     created = []
     for raw in dump["sweeps"]:
@@ -74,9 +85,9 @@ def import_sweeps(session: Session, *, dump: dict[str, Any], suffix: str | None 
         for t in trials:
             t = dict(t)
             epochs, finals = t.pop("epochs"), t.pop("finals")
-            trial = Trial(**_parse(Trial, t))
-            trial.epoch_metrics = [EpochMetric(**_parse(EpochMetric, e)) for e in epochs]
-            trial.final_results = [FinalResult(**_parse(FinalResult, f)) for f in finals]
+            trial = Trial(**_parse(Trial, t, v1))
+            trial.epoch_metrics = [EpochMetric(**_parse(EpochMetric, e, v1)) for e in epochs]
+            trial.final_results = [FinalResult(**_parse(FinalResult, f, v1)) for f in finals]
             sweep.trials.append(trial)
         session.add(sweep)
         session.flush()

@@ -78,7 +78,7 @@ def _trial_dict(i: int, **overrides: Any) -> dict[str, Any]:
         "depths": depths,
         "widths": widths,
         "params": 46_160_474 if i % 2 == 0 else 2_000_000 + i,
-        "flops": 6_700_000_000 + i,
+        "macs": 6_658_906_368 if i % 2 == 0 else 300_000_000 + i,
         "method": "sat" if i < 2 else "trades",
         "lam": 1.0 if i < 2 else 6.0,
         "eps": 8 / 255,

@@ -15,6 +15,7 @@ from db.engine import default_sqlite_url, downgrade, make_engine, upgrade
 from db.models import Base
 
 TABLES = {"sweeps", "trials", "epoch_metrics", "final_results"}
+HEAD = "0002"
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -25,7 +26,7 @@ def test_upgrade_by_url_creates_tables_and_version(db_url, engine) -> None:
     upgrade(db_url)  # by URL: Alembic builds its own engine
     assert _tables(engine) == TABLES | {"alembic_version"}
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
     upgrade(db_url)  # idempotent
     assert _tables(engine) == TABLES | {"alembic_version"}
 
@@ -60,6 +61,53 @@ def test_indexes_on_foreign_keys_and_filters(engine) -> None:
     assert ("sweep_id", "idx") in uniques["trials"] and ("sweep_id", "config_hash") in uniques["trials"]
     assert ("trial_id", "epoch") in uniques["epoch_metrics"]
     assert ("trial_id", "checkpoint", "attack") in uniques["final_results"]
+
+
+def _insert_0001_rows(engine: Engine) -> None:
+    """A sweep, a trial, an epoch row and a final row written in schema 0001's words."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO sweeps (id, name, spec, status, created_at, updated_at, code_version, n_trials) "
+            "VALUES (1, 'old', '{}', 'completed', '2026-01-01 00:00:00+00:00', '2026-01-01 00:00:00+00:00', 'v1', 1)"))
+        conn.execute(text(
+            "INSERT INTO trials (id, sweep_id, idx, config, config_hash, arch, depths, widths, params, flops, method,"
+            " lam, eps, norm, dataset, n_train, seed, status, gpu_seconds, code_version) VALUES (7, 1, 0, '{}', 'h',"
+            " 'wrn-d1-1-1-w1-1-1', '1-1-1', '1-1-1', 77850, 12501632, 'sat', 1.0, 0.0313725, 'linf', 'cifar10-jpeg',"
+            " NULL, 0, 'completed', 42.5, 'v1')"))
+        conn.execute(text(
+            "INSERT INTO epoch_metrics (trial_id, epoch, clean_loss_test, adv_loss_test, seconds, lam_t) "
+            "VALUES (7, 1, 0.9, 1.7, 3.25, 1.0)"))
+        conn.execute(text(
+            "INSERT INTO final_results (trial_id, checkpoint, attack, epoch, robust_acc, n_total, n_correct, n_stable,"
+            " n_robust, clean_loss_test, gpu_seconds) VALUES (7, 'best', 'pgd20', 1, 0.25, 100, 60, 40, 25, 0.8, 5.5)"))
+
+
+def test_0002_moves_rows_up_and_down(engine) -> None:
+    """Migration 0002 renames columns with their data (flops -> macs, gpu_seconds -> device_seconds, per-epoch
+    _loss_test -> _loss_val), adds provenance columns, and the downgrade moves the data back."""
+    upgrade(engine, "0001")
+    _insert_0001_rows(engine)
+    upgrade(engine)
+    with engine.connect() as conn:
+        t = conn.execute(text("SELECT macs, device_seconds, device, node FROM trials WHERE id = 7")).one()
+        e = conn.execute(text("SELECT clean_loss_val, adv_loss_val, device_seconds FROM epoch_metrics")).one()
+        f = conn.execute(text("SELECT device_seconds, clean_loss_test, n_robust FROM final_results")).one()
+        sweep_error = conn.execute(text("SELECT error FROM sweeps")).scalar_one()
+    assert tuple(t) == (12501632, 42.5, None, None) and tuple(e) == (0.9, 1.7, 3.25)
+    assert tuple(f) == (5.5, 0.8, 25) and sweep_error is None
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE trials SET device = 'cpu', macs = 12501633 WHERE id = 7"))
+    downgrade(engine, "0001")
+    cols = {c["name"] for c in inspect(engine).get_columns("trials")}
+    assert {"flops", "gpu_seconds"} <= cols and not {"macs", "device", "node"} & cols
+    with engine.connect() as conn:
+        assert tuple(conn.execute(text("SELECT flops, gpu_seconds FROM trials")).one()) == (12501633, 42.5)
+        assert tuple(conn.execute(text("SELECT clean_loss_test, adv_loss_test, seconds FROM epoch_metrics")).one()) == (
+            0.9, 1.7, 3.25)
+        assert conn.execute(text("SELECT gpu_seconds FROM final_results")).scalar_one() == 5.5
+    upgrade(engine)  # and up again
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT macs FROM trials")).scalar_one() == 12501633
 
 
 def test_upgrade_from_another_cwd(tmp_path, monkeypatch) -> None:
