@@ -6,16 +6,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db.contract import DEFAULT_ATTACK, MAXIMIZED, NUMERIC_FIELDS
 from db.pareto import pareto_rows
 from db.results import query_results
 from search_spaces.spec import SpecError
-from service.filters import MAXIMIZED, NUMERIC_FIELDS
 
 
 def pareto_front(
     session: Session, *, metrics: list[str], maximize: list[bool] | None, filters: dict[str, Any]
 ) -> tuple[list[bool], list[dict[str, Any]]]:
-    """Non-dominated final-result rows in `metrics` (two or more). Defaults: the best checkpoint, the PGD rows."""
+    """Non-dominated final-result rows in `metrics` (two or more). Defaults: the best checkpoint and the studies'
+    attack (pgd20); `filters` may name another checkpoint or attack key (attack=autoattack)."""
     if len(metrics) < 2:
         raise SpecError("metrics", f"a Pareto front needs two or more metrics, got {metrics}")
     for m in metrics:
@@ -25,8 +26,6 @@ def pareto_front(
         maximize = [m in MAXIMIZED for m in metrics]
     if len(maximize) != len(metrics):
         raise SpecError("maximize", f"{len(maximize)} directions for {len(metrics)} metrics")
-    filters = {"checkpoint": "best", **filters}
-    rows = query_results(session, filters=filters, kind="final")
-    if "attack" not in filters:
-        rows = [r for r in rows if str(r.get("attack", "")).startswith("pgd")]
+    filters = {"checkpoint": "best", "attack": DEFAULT_ATTACK, **filters}
+    rows = query_results(session, filters=filters, kind="final", explain_empty=True)
     return maximize, pareto_rows(rows, metrics, maximize)

@@ -8,7 +8,7 @@ Definitions (losses in nats, eps in [0, 1] pixel units):
   n_train, seed), any method (a grid whose eps 0 is method `clean`); the lowest trial index wins.
 - R0: the clean run's clean test loss, `clean_loss_test` of its final row at checkpoint `best` (test set).
 - a run's point: its `adv_loss_train` (epoch mean of the adversarial training loss) at its selected epoch, the
-  epoch with the smallest validation `adv_loss_test` (the earliest on ties); the clean run gives the eps = 0 point.
+  epoch with the smallest validation `adv_loss_val` (the earliest on ties); the clean run gives the eps = 0 point.
   Only completed trials give points; the others are listed in `missing`.
 - fast approximation: trials with `init_from = "trial:<clean run id>"` (in this sweep, or in any sweep whose spec
   sets that `training.init_from`), grouped by (method, norm, epochs), each a least-squares line through its
@@ -131,13 +131,13 @@ def _curves(session: Session, trials: list[Trial]) -> dict[int, list[dict[str, A
 
 
 def _point(t: Trial, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    usable = [r for r in rows if r["adv_loss_test"] is not None and r["adv_loss_train"] is not None]
+    usable = [r for r in rows if r["adv_loss_val"] is not None and r["adv_loss_train"] is not None]
     if t.status != "completed" or not usable:
         return None
-    sel = min(usable, key=lambda r: (r["adv_loss_test"], r["epoch"]))
+    sel = min(usable, key=lambda r: (r["adv_loss_val"], r["epoch"]))
     co = catastrophic_overfitting([r["robust_acc"] for r in rows]) if t.method == "fgsm" else None
     return {"trial": t.id, "eps": t.eps, "epoch": sel["epoch"], "adv_loss_train": sel["adv_loss_train"],
-            "adv_loss_test": sel["adv_loss_test"], "catastrophic_overfitting": co}  # fmt: skip
+            "adv_loss_val": sel["adv_loss_val"], "catastrophic_overfitting": co}  # fmt: skip
 
 
 def _r0(session: Session, clean: Trial) -> float | None:
@@ -178,7 +178,8 @@ def _finetune_pool(session: Session, sweep_trials: list[Trial], clean_ids: set[i
     refs = {f"{TRIAL_REF}{cid}" for cid in clean_ids}
     pool = {t.id: t for t in sweep_trials}
     for s in list_sweeps(session):
-        if (s.spec or {}).get("training", {}).get("init_from") in refs:
+        stored = s.spec or {}  # search_spaces.stored.StoredSweep's layout ({"spec": ...}), or an old flat / imported one
+        if ((stored.get("spec") or stored).get("training") or {}).get("init_from") in refs:
             pool.update({t.id: t for t in list_trials(session, sweep_id=s.id)})
     return [t for t in pool.values() if _init_from(t) in refs and t.eps > 0]
 

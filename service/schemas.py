@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from db.contract import CONFIG_FIELDS, ResultRow
 from search_spaces.spec import SweepSpec
 
 
@@ -30,37 +31,27 @@ class SweepRequest(BaseModel):
         return self
 
 
-class TrialColumns(BaseModel):
-    """A trial's identity in the result-field vocabulary (what a plan lists and the store keeps)."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    arch: str
-    depths: str
-    widths: str
-    params: int
-    flops: int
-    method: str
-    lam: float
-    eps: float
-    norm: str
-    dataset: str
-    n_train: int | None
-    seed: int
+# A trial's identity in the result-field vocabulary (what a plan lists and the store keeps), derived from the
+# contract's ResultRow so the names and types cannot drift.
+TrialColumns = create_model(
+    "TrialColumns",
+    __config__=ConfigDict(from_attributes=True),
+    **{f: (ResultRow.model_fields[f].annotation, ...) for f in CONFIG_FIELDS},  # type: ignore[call-overload]
+)
 
 
-class PlanTrial(TrialColumns):
-    est_gpu_seconds: float
+class PlanTrial(TrialColumns):  # type: ignore[misc,valid-type]
+    est_device_seconds: float  # planned device-seconds (s): training plus evaluation
 
 
 class PlanTotals(BaseModel):
     n_trials: int
     params_min: int
     params_max: int
-    flops_min: int
-    flops_max: int
-    est_gpu_hours: float
-    calibrated: bool = False  # whether est_gpu_hours uses a measured throughput (robustgrid calibrate)
+    macs_min: int
+    macs_max: int
+    est_device_hours: float
+    calibrated: bool = False  # whether est_device_hours uses a measured throughput (robustgrid calibrate)
     macs_per_second: float | None = None
     calibration_device: str | None = None
 
@@ -81,6 +72,7 @@ class SweepOut(BaseModel):
     code_version: str
     ray_job_id: str | None
     dashboard_url: str | None
+    error: str | None = None  # why the sweep failed (e.g. its Ray job could not start)
     counts: dict[str, int] = {}
     totals: PlanTotals | None = None
 
@@ -89,13 +81,23 @@ class SweepDetail(SweepOut):
     spec: dict[str, Any]
 
 
-class TrialOut(TrialColumns):
+class TrialOut(TrialColumns):  # type: ignore[misc,valid-type]
     id: int
     idx: int
     status: str
     error: str | None
-    gpu_seconds: float | None
+    device_seconds: float | None  # the whole trial: training and evaluations (s)
+    device: str | None  # provenance: cpu, or the CUDA device's name
+    node: str | None  # provenance: host name and IP
+    code_version: str
     config: dict[str, Any]
+
+
+class CurveRow(ResultRow):
+    """One epoch of a trial's training curve: the result fields, then the epoch's extras."""
+
+    lr: float | None = None  # per batch of batch_size, at the epoch's last batch
+    lam_trajectory: list[float] | None = None
 
 
 class ParetoOut(BaseModel):
@@ -106,13 +108,13 @@ class ParetoOut(BaseModel):
 
 
 class EpsilonStarPoint(BaseModel):
-    """One run at its selected epoch (smallest validation adv_loss_test). eps in [0, 1] pixel units, losses in nats."""
+    """One run at its selected epoch (smallest validation adv_loss_val). eps in [0, 1] pixel units, losses in nats."""
 
     trial: int
     eps: float
     epoch: int
     adv_loss_train: float
-    adv_loss_test: float
+    adv_loss_val: float
     catastrophic_overfitting: bool | None  # fgsm-trained runs only; None for other methods
 
 

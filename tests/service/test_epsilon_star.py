@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from db.contract import EpochReport, FinalRow
 from db.engine import make_engine, session_factory, upgrade
 from db.results import upsert_epoch, upsert_final
 from db.sweeps import NotFound, create_sweep, get_trial, mark_trial
@@ -26,7 +27,7 @@ ARCH = "wrn-d1-1-1-w2-2-2"
 def _trial(i: int, method: str, eps: float, seed: int = 0, **config: Any) -> dict[str, Any]:
     return {"idx": i, "config": {"method": method, "eps": eps, "seed": seed, "epochs": 3, **config},
             "config_hash": f"h{i}-{method}-{eps}-{seed}-{sorted(config.items())}", "arch": ARCH, "depths": "1-1-1",
-            "widths": "2-2-2", "params": 303_706, "flops": 43_000_000, "method": method,
+            "widths": "2-2-2", "params": 303_706, "macs": 43_000_000, "method": method,
             "lam": 1.0, "eps": eps, "norm": "linf", "dataset": "cifar10-jpeg", "n_train": 2000, "seed": seed}  # fmt: skip
 
 
@@ -36,14 +37,15 @@ def _sweep(s: Session, name: str, trials: list[dict[str, Any]], spec: dict[str, 
 
 
 def _run(s: Session, tid: int, epochs: list[tuple[float, float, float]], r0: float | None = None) -> None:
-    """Completed trial with per-epoch (adv_loss_train, adv_loss_test, robust_acc) and, for a clean run, its R0."""
-    for e, (train, test, acc) in enumerate(epochs, start=1):
-        upsert_epoch(s, trial_id=tid, epoch=e, metrics={"adv_loss_train": train, "adv_loss_test": test,
-                                                        "robust_acc": acc, "clean_acc": acc})
+    """Completed trial with per-epoch (adv_loss_train, adv_loss_val, robust_acc) and, for a clean run, its R0."""
+    for e, (train, val, acc) in enumerate(epochs, start=1):
+        upsert_epoch(s, trial_id=tid, report=EpochReport(epoch=e, adv_loss_train=train, adv_loss_val=val,
+                                                         robust_acc=acc, clean_acc=acc))
     if r0 is not None:
         for ckpt, loss in (("best", r0), ("last", r0 + 0.5)):  # R0 is the best checkpoint's clean test loss
-            upsert_final(s, trial_id=tid, checkpoint=ckpt, attack="pgd20", metrics={"clean_loss_test": loss})
-    mark_trial(s, trial_id=tid, status="completed")
+            upsert_final(s, trial_id=tid, row=FinalRow(checkpoint=ckpt, attack="pgd20", clean_loss_test=loss))
+    mark_trial(s, trial_id=tid, status="running", actor="writer")
+    mark_trial(s, trial_id=tid, status="completed", actor="writer")
 
 
 @pytest.fixture
@@ -60,7 +62,7 @@ def filled(sessions: sessionmaker[Session]) -> dict[str, Any]:
     with sessions.begin() as s:
         grid = _sweep(s, "grid", [_trial(0, "sat", 0.0), _trial(1, "sat", 2 * E), _trial(2, "sat", 4 * E),
                                   _trial(3, "sat", 8 * E), _trial(4, "sat", 0.0, seed=1), _trial(5, "sat", 4 * E, seed=1)])
-        # selected epochs (smallest adv_loss_test): clean epoch 2 (0.6), 2/255 epoch 2 (0.8), 4/255 epoch 3 (1.2)
+        # selected epochs (smallest adv_loss_val): clean epoch 2 (0.6), 2/255 epoch 2 (0.8), 4/255 epoch 3 (1.2)
         _run(s, grid[0], [(1.2, 1.3, 0.3), (0.6, 1.05, 0.4), (0.5, 1.1, 0.4)], r0=1.0)
         _run(s, grid[1], [(0.9, 1.5, 0.2), (0.8, 1.4, 0.3), (0.7, 1.45, 0.3)])
         _run(s, grid[2], [(1.5, 1.9, 0.2), (1.3, 1.8, 0.2), (1.2, 1.7, 0.25)])
