@@ -14,15 +14,18 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -53,7 +56,10 @@ class Base(DeclarativeBase):
 
 class Sweep(Base):
     __tablename__ = "sweeps"
-    __table_args__ = (CheckConstraint(_in(SWEEP_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_in(SWEEP_STATUSES), name="status"),
+        Index("uq_sweeps_idempotency_key", "idempotency_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -66,6 +72,10 @@ class Sweep(Base):
     code_version: Mapped[str] = mapped_column(String(100))
     n_trials: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)  # why the sweep failed (e.g. its Ray job could not start)
+    owner: Mapped[str | None] = mapped_column(String(200), index=True)  # the API token's owner that submitted it
+    imported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # a reference sweep
+    source: Mapped[str | None] = mapped_column(Text)  # imported sweeps: where the rows come from (file, paper)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))  # a retried POST finds its sweep (unique)
 
     trials: Mapped[list[Trial]] = relationship(
         back_populates="sweep", cascade="all, delete-orphan", passive_deletes=True, order_by="Trial.idx"
@@ -176,3 +186,21 @@ class FinalResult(Base):
     device_seconds: Mapped[float | None] = mapped_column(Float)  # this evaluation
 
     trial: Mapped[Trial] = relationship(back_populates="final_results")
+
+
+TOKEN_SCOPES: tuple[str, ...] = ("read", "write", "admin")
+
+
+class ApiToken(Base):
+    """An API token: only its SHA-256 hash is stored; `prefix` (its first characters) names it in listings."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint(_in(TOKEN_SCOPES, "scope"), name="scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(8))  # read | write | admin
+    owner: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
