@@ -15,10 +15,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db.fields import SWEEP_STATUSES, TERMINAL_TRIAL_STATUSES, TRIAL_STATUSES
 from db.models import Sweep, Trial, utcnow
+from db.states import Actor, ForbiddenTransition, check_transition
+
+__all__ = ["ForbiddenTransition"]  # raised by every status write below (db.states says who may do what)
 
 # Trial columns a caller may set in `create_sweep` (id, sweep_id and the run-time columns are ours).
 TRIAL_INPUT_KEYS: frozenset[str] = frozenset(
-    {"idx", "config", "config_hash", "arch", "depths", "widths", "params", "flops", "method", "lam", "eps", "norm",
+    {"idx", "config", "config_hash", "arch", "depths", "widths", "params", "macs", "method", "lam", "eps", "norm",
      "dataset", "n_train", "seed", "status", "code_version"}
 )  # fmt: skip
 
@@ -108,10 +111,15 @@ def _sweep(session: Session, sweep_id: int) -> Sweep:
     return sweep
 
 
-def set_sweep_status(session: Session, *, sweep_id: int, status: str) -> Sweep:
+def set_sweep_status(session: Session, *, sweep_id: int, status: str, actor: Actor, error: str | None = None) -> Sweep:
+    """Move the sweep to `status` as `actor` (db.states; ForbiddenTransition, nothing written, when not allowed).
+    `error` says why a sweep failed; a sweep leaving `failed` loses its old error."""
     _check(status, SWEEP_STATUSES, "sweep")
     sweep = _sweep(session, sweep_id)
+    check_transition("sweep", sweep.status, status, actor)
     sweep.status = status
+    if error is not None or status != "failed":
+        sweep.error = error
     session.flush()
     return sweep
 
@@ -125,35 +133,46 @@ def set_sweep_job(session: Session, *, sweep_id: int, ray_job_id: str | None, da
 
 
 def mark_trial(
-    session: Session, *, trial_id: int, status: str, error: str | None = None, gpu_seconds: float | None = None
+    session: Session, *, trial_id: int, status: str, actor: Actor, error: str | None = None,
+    device_seconds: float | None = None, device: str | None = None, node: str | None = None
 ) -> Trial:
-    """Set a trial's status. `running` sets started_at (first start only; a resumed trial keeps it) and clears
-    ended_at and error; a terminal status (completed, failed, cancelled, stopped) sets ended_at. `error` and
-    `gpu_seconds` are written when given."""
+    """Set a trial's status as `actor` (db.states; ForbiddenTransition, nothing written, when not allowed: a
+    finished trial is never overwritten, a cancelled one never runs again). `running` sets started_at (first
+    start only; a resumed trial keeps it) and clears ended_at and error; `queued` (a requeue) clears ended_at and
+    error; a terminal status (completed, failed, cancelled, stopped) sets ended_at. `error` and `device_seconds`
+    (the whole trial), `device` and `node` (provenance) are written when given."""
     _check(status, TRIAL_STATUSES, "trial")
     trial = session.get(Trial, trial_id)
     if trial is None:
         raise NotFound(f"no trial with id {trial_id}")
+    check_transition("trial", trial.status, status, actor)
     now = utcnow()
     trial.status = status
     if status == "running":
         trial.started_at = trial.started_at or now
         trial.ended_at = None
         trial.error = None
+    elif status == "queued":  # requeued before a resume: it keeps its first start
+        trial.ended_at = None
+        trial.error = None
     elif status in TERMINAL_TRIAL_STATUSES:
         trial.ended_at = now
     if error is not None:
         trial.error = error
-    if gpu_seconds is not None:
-        trial.gpu_seconds = float(gpu_seconds)
+    if device_seconds is not None:
+        trial.device_seconds = float(device_seconds)
+    if device is not None:
+        trial.device = device
+    if node is not None:
+        trial.node = node
     session.flush()
     return trial
 
 
 def derive_sweep_status(current: str, counts: dict[str, int]) -> str:
     """The sweep status implied by its trials' status counts (pure; see `refresh_sweep_status`)."""
-    if current == "cancelled":
-        return "cancelled"  # sticky: a cancelled sweep stays cancelled
+    if current in ("cancelling", "cancelled"):
+        return current  # sticky: only the api finishes a cancel (or resumes)
     total = sum(counts.values())
     pending = counts.get("queued", 0) + counts.get("running", 0)
     if total == 0:
@@ -162,25 +181,23 @@ def derive_sweep_status(current: str, counts: dict[str, int]) -> str:
         if current == "failed":
             return "failed"  # the job died with trials unfinished; a resume sets `running` explicitly
         return "queued" if counts.get("queued", 0) == total else "running"
-    if counts.get("failed", 0) == total:
-        return "failed"
-    if counts.get("cancelled", 0) == total:
-        return "cancelled"
+    if counts.get("completed", 0) + counts.get("stopped", 0) == 0:
+        return "failed"  # every trial failed or was cancelled (without a cancel of the sweep: its job ended)
     return "completed"
 
 
-def refresh_sweep_status(session: Session, *, sweep_id: int) -> str:
-    """Derive and store the sweep's status from its trials:
-    - `cancelled` is sticky; a sweep without trials keeps its status;
+def refresh_sweep_status(session: Session, *, sweep_id: int, actor: Actor) -> str:
+    """Derive the sweep's status from its trials and store it as `actor` (ForbiddenTransition when the change is
+    not `actor`'s to make; no change, no check):
+    - `cancelling` and `cancelled` are sticky; a sweep without trials keeps its status;
     - some trial queued or running: `queued` if no trial has started yet, else `running` (but a sweep marked
       `failed`, i.e. its job died, stays `failed`);
-    - all trials terminal: `failed` if every trial failed, `cancelled` if every trial was cancelled, otherwise
-      `completed` (failed or early-stopped trials do not fail the sweep)."""
+    - all trials terminal: `failed` if none completed or stopped, otherwise `completed` (failed or early-stopped
+      trials do not fail the sweep)."""
     sweep = _sweep(session, sweep_id)
     status = derive_sweep_status(sweep.status, trial_status_counts(session, sweep_id=sweep_id))
     if status != sweep.status:
-        sweep.status = status
-        session.flush()
+        set_sweep_status(session, sweep_id=sweep_id, status=status, actor=actor)
     return status
 
 
@@ -231,36 +248,36 @@ def max_trial_idx(session: Session, *, sweep_id: int) -> int | None:
     return session.scalar(select(func.max(Trial.idx)).where(Trial.sweep_id == sweep_id))
 
 
-def end_unfinished_trials(session: Session, *, sweep_id: int, status: str, error: str,
+def end_unfinished_trials(session: Session, *, sweep_id: int, status: str, error: str, actor: Actor,
                           max_idx: int | None = None) -> list[int]:
     """Give every queued or running trial of the sweep (with idx <= `max_idx` when given) the terminal `status`
-    (cancelled, failed) with `error`; finished trials keep theirs. Returns the ids changed."""
+    (cancelled, failed) with `error`, as `actor`; finished trials keep theirs. Returns the ids changed."""
     if status not in TERMINAL_TRIAL_STATUSES:
         raise ValueError(f"status must be terminal ({sorted(TERMINAL_TRIAL_STATUSES)}), got {status!r}")
+    for unfinished in UNFINISHED_TRIAL_STATUSES:  # the actor's right, whether or not a trial is unfinished now
+        check_transition("trial", unfinished, status, actor)
     query = select(Trial).where(Trial.sweep_id == sweep_id, Trial.status.in_(UNFINISHED_TRIAL_STATUSES))
     if max_idx is not None:
         query = query.where(Trial.idx <= max_idx)
     rows = session.scalars(query.order_by(Trial.idx))
     ids = []
     for t in rows:
-        mark_trial(session, trial_id=t.id, status=status, error=error)
+        mark_trial(session, trial_id=t.id, status=status, error=error, actor=actor)
         ids.append(t.id)
     return ids
 
 
-def requeue_trials(session: Session, *, sweep_id: int, statuses: tuple[str, ...] = ("running", "cancelled")) -> list[int]:
-    """Set trials in `statuses` back to `queued` (error and ended_at cleared, started_at kept) before a resume.
-    Returns the ids changed."""
+def requeue_trials(session: Session, *, sweep_id: int, actor: Actor,
+                   statuses: tuple[str, ...] = ("running", "cancelled")) -> list[int]:
+    """Set trials in `statuses` back to `queued` (error and ended_at cleared, started_at kept) before a resume, as
+    `actor` (ForbiddenTransition, nothing written, for a status that may not be requeued). Returns the ids
+    changed."""
     for s in statuses:
         _check(s, TRIAL_STATUSES, "trial")
+        check_transition("trial", s, "queued", actor)
     rows = session.scalars(select(Trial).where(Trial.sweep_id == sweep_id, Trial.status.in_(statuses))
                            .order_by(Trial.idx))
-    ids = []
-    for t in rows:
-        t.status, t.error, t.ended_at = "queued", None, None
-        ids.append(t.id)
-    session.flush()
-    return ids
+    return [mark_trial(session, trial_id=t.id, status="queued", actor=actor).id for t in list(rows)]
 
 
 def set_sweep_spec(session: Session, *, sweep_id: int, spec: dict[str, Any]) -> Sweep:

@@ -24,7 +24,6 @@ from db.sweeps import (
     create_sweep,
     end_unfinished_trials,
     get_sweep,
-    refresh_sweep_status,
     requeue_trials,
     set_sweep_job,
     set_sweep_spec,
@@ -38,6 +37,8 @@ from search_spaces.presets import resolve
 from search_spaces.provenance import code_version
 from search_spaces.search import check_epochs
 from search_spaces.spec import SpecError, SweepSpec
+from search_spaces.stored import Extension, StoredSweep
+from service.launcher import JobNotFound, RayUnavailable  # noqa: F401 - RayUnavailable: raised through here
 from service.schemas import SweepRequest
 from service.settings import Settings
 
@@ -72,7 +73,8 @@ def check_data_root(spec: SweepSpec, data_root: str | None) -> None:
 def plan_request(req: SweepRequest, settings: Settings) -> tuple[SweepSpec, Plan]:
     spec = resolve_spec(req)
     check_data_root(spec, data_root_of(req, settings))
-    plan = make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path)
+    plan = make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path,
+                     data_root=data_root_of(req, settings))
     check_search(spec, plan)
     return spec, plan
 
@@ -87,43 +89,37 @@ def check_search(spec: SweepSpec, plan: Plan) -> None:
 
 
 def trial_rows(plan: Plan, *, with_idx: bool = True) -> list[dict[str, object]]:
-    rows = []
-    for i, t in enumerate(plan.trials):
-        row = t.row()
-        row.pop("est_gpu_seconds")
-        row.update(config=t.config.model_dump(mode="json"), config_hash=t.config_hash)
-        if with_idx:
-            row["idx"] = i
-        rows.append(row)
-    return rows
+    return [t.stored_row() | ({"idx": i} if with_idx else {}) for i, t in enumerate(plan.trials)]
 
 
 def store_sweep(session: Session, req: SweepRequest, settings: Settings) -> tuple[Sweep, Plan]:
     """Validate and plan the request, then write the sweep and all its trials in one transaction."""
     spec, plan = plan_request(req, settings)
     name = spec.name or f"{req.preset or 'sweep'}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10_000:04d}"
-    stored = spec.model_dump(mode="json") | {"name": name}
-    searched = spec.search is not None and spec.search.is_search  # trials are created as they are sampled
+    stored = StoredSweep(spec=spec.model_copy(update={"name": name}), data_root=data_root_of(req, settings))
     with session.begin():
-        sweep = create_sweep(session, name=name, spec=stored | {"data_root": data_root_of(req, settings)},
-                             trials=[] if searched else trial_rows(plan), code_version=code_version())
+        sweep = create_sweep(session, name=name, spec=stored.to_json(),
+                             trials=[] if stored.is_search else trial_rows(plan), code_version=code_version())
     return sweep, plan
 
 
+class LaunchFailed(RuntimeError):
+    """The sweep is stored (and now `failed`, with this reason) but its Ray job could not be launched."""
+
+
 def launch_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *, data_root: str | None) -> str:
-    """Submit the driver as a Ray job. A failed submission marks the sweep failed and re-raises."""
+    """Submit the driver as a Ray job (starting a local head when the settings name no cluster). A failed
+    submission marks the (queued) sweep `failed` with the reason and raises LaunchFailed."""
     from service import launcher
 
     try:
         cluster = launcher.ensure_ray_head(settings)
-        env = {"ROBUSTGRID_DATABASE_URL": settings.database_url, "ROBUSTGRID_STORAGE_PATH": settings.storage_path}
-        if data_root:
-            env["ROBUSTGRID_DATA_ROOT"] = data_root
-        job_id = launcher.submit_sweep_job(settings, cluster, sweep_id=sweep_id, env=env)
-    except Exception:
+        job_id = launcher.submit_sweep_job(settings, cluster, sweep_id=sweep_id, data_root=data_root)
+    except Exception as e:  # whatever stopped the launch is the sweep's failure reason
+        reason = f"its Ray job could not be launched: {type(e).__name__}: {e}"[:4000]
         with make_session.begin() as s:
-            set_sweep_status(s, sweep_id=sweep_id, status="failed")
-        raise
+            set_sweep_status(s, sweep_id=sweep_id, status="failed", actor="api", error=reason)
+        raise LaunchFailed(f"sweep {sweep_id} is stored but {reason}") from e
     with make_session.begin() as s:
         set_sweep_job(s, sweep_id=sweep_id, ray_job_id=job_id, dashboard_url=launcher.dashboard_url(cluster))
     log.info("sweep %d submitted as Ray job %s", sweep_id, job_id)
@@ -154,26 +150,29 @@ class LifecycleResult:
     trials: list[int]  # ids of the trials cancelled, requeued or added
 
 
-def _cluster(settings: Settings) -> launcher_types.RayCluster:
-    """The cluster to talk to, without starting a local head (a cancel needs none: no head, no running job)."""
+def existing_cluster(settings: Settings) -> launcher_types.RayCluster:
+    """The cluster to ask about jobs, never starting a local head (no head: no running job). For cancel, resume and
+    for polling a sweep (`robustgrid submit --wait`)."""
     from service import launcher
 
     if settings.ray_address:
-        return launcher.ensure_ray_head(settings)
+        return launcher.ensure_ray_head(settings)  # a remote cluster: ensure_ray_head only builds its handle
     url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
     return launcher.RayCluster(address=url, gcs_address="", dashboard_url=url, started_by_us=False)
 
 
 def job_state(settings: Settings, job_id: str | None) -> str | None:
-    """The Ray job's status, or None when there is no job or no head that knows it (then nothing runs it)."""
+    """The Ray job's status, or None when there is no job or the Ray head answers that it does not know it (then
+    nothing runs it). Raises RayUnavailable when the head cannot be asked (refused, timeout, 5xx): the job may
+    well be running, so callers must change nothing."""
     from service import launcher
 
     if not job_id:
         return None
     try:
-        return launcher.job_status(settings, _cluster(settings), job_id)
-    except Exception as e:  # noqa: BLE001 - an unreachable head or an unknown job: the job is not running
-        log.info("job %s: no status (%s)", job_id, e)
+        return launcher.job_status(settings, existing_cluster(settings), job_id)
+    except JobNotFound as e:
+        log.info("job %s: %s", job_id, e)
         return None
 
 
@@ -183,7 +182,10 @@ def _stop(settings: Settings, job_id: str | None, wait_s: float) -> str | None:
     state = job_state(settings, job_id)
     if job_id is None or state is None or state in JOB_DONE:
         return state
-    launcher.stop_job(settings, _cluster(settings), job_id)
+    try:
+        launcher.stop_job(settings, existing_cluster(settings), job_id)
+    except JobNotFound:
+        return None
     deadline = time.monotonic() + wait_s
     while (state := job_state(settings, job_id)) not in (*JOB_DONE, None) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -204,19 +206,24 @@ def _unfinished(session: Session, sweep_id: int) -> int:
 
 def cancel_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *,
                  wait_s: float = STOP_WAIT_S) -> LifecycleResult:
-    """Cancel: the sweep becomes `cancelled` (sticky, so a dying driver cannot overwrite it), its Ray job is
-    stopped (and awaited up to `wait_s`), then its queued and running trials end `cancelled`. Finished trials and
-    every stored result stay. 409 when the sweep has already ended with nothing unfinished."""
-    with make_session.begin() as s:
+    """Cancel: the sweep becomes `cancelling` (sticky, so a dying driver cannot overwrite it), its Ray job is
+    stopped (and awaited up to `wait_s`), then its queued and running trials end `cancelled` and so does the sweep.
+    Finished trials and every stored result stay. 409 when the sweep has already ended with nothing unfinished.
+    RayUnavailable when the Ray head cannot be asked about the job: before anything is written when that is
+    found first; a head lost while the job is being stopped leaves the sweep `cancelling` (cancel again)."""
+    with make_session() as s:
         sweep = _get(s, sweep_id)
         if sweep.status in ("completed", "failed", "cancelled") and not _unfinished(s, sweep_id):
             raise LifecycleError(409, "status", f"sweep {sweep_id} is already {sweep.status}: nothing to cancel")
-        set_sweep_status(s, sweep_id=sweep_id, status="cancelled")
         job = sweep.ray_job_id
+    job_state(settings, job)  # RayUnavailable here: nothing written
+    with make_session.begin() as s:
+        set_sweep_status(s, sweep_id=sweep_id, status="cancelling", actor="api")
     state = _stop(settings, job, wait_s)
     with make_session.begin() as s:
-        ids = end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error="cancelled by the user")
-        status = refresh_sweep_status(s, sweep_id=sweep_id)
+        ids = end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error="cancelled by the user",
+                                    actor="api")
+        status = set_sweep_status(s, sweep_id=sweep_id, status="cancelled", actor="api").status
     log.info("sweep %d cancelled: job %s %s, %d trials cancelled", sweep_id, job, state, len(ids))
     return LifecycleResult(sweep_id, status, job, state, ids)
 
@@ -227,15 +234,15 @@ def resume_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
     run again. 409 while its job still runs, or when the sweep completed with nothing left."""
     with make_session() as s:
         sweep = _get(s, sweep_id)
-        job, status, data_root = sweep.ray_job_id, sweep.status, sweep.spec.get("data_root")
+        job, status, data_root = sweep.ray_job_id, sweep.status, StoredSweep.model_validate(sweep.spec).data_root
     state = job_state(settings, job)
     if state is not None and state not in JOB_DONE:
         raise LifecycleError(409, "status", f"sweep {sweep_id}'s driver job {job} is still {state}: nothing to resume")
     with make_session.begin() as s:
         if status == "completed" and not _unfinished(s, sweep_id):
             raise LifecycleError(409, "status", f"sweep {sweep_id} is completed: nothing to resume")
-        ids = requeue_trials(s, sweep_id=sweep_id, statuses=("running", "cancelled"))
-        set_sweep_status(s, sweep_id=sweep_id, status="queued")
+        ids = requeue_trials(s, sweep_id=sweep_id, statuses=("running", "cancelled"), actor="api")
+        set_sweep_status(s, sweep_id=sweep_id, status="queued", actor="api")
     job = launch_sweep(make_session, sweep_id, settings, data_root=data_root)
     return LifecycleResult(sweep_id, "queued", job, None, ids)
 
@@ -248,14 +255,14 @@ def extend_sweep(make_session: sessionmaker[Session], sweep_id: int, patch: dict
     409 while the sweep runs; 422 for a bad patch, a search sweep, or a patch that adds nothing."""
     with make_session() as s:
         sweep = _get(s, sweep_id)
-        algorithm = (sweep.spec.get("search") or {}).get("algorithm", "grid")
-        if algorithm != "grid":
+        stored = StoredSweep.model_validate(sweep.spec)
+        if stored.is_search:
             raise LifecycleError(422, "search", f"extend adds configurations to a grid sweep; sweep {sweep_id} is "
-                                                f"a {algorithm} search")
-        if sweep.status in ("queued", "running") or _unfinished(s, sweep_id):
+                                                f"a {stored.spec.search.algorithm} search")
+        if sweep.status in ("queued", "running", "cancelling") or _unfinished(s, sweep_id):
             raise LifecycleError(409, "status", f"sweep {sweep_id} is {sweep.status}: only a finished sweep can be "
                                                 f"extended (wait for it, or cancel it)")
-        stored, existing = dict(sweep.spec), trial_hashes(s, sweep_id=sweep_id)
+        existing = trial_hashes(s, sweep_id=sweep_id)
     spec, plan = _extended_plan(stored, patch, settings)
     new = [row for row in trial_rows(plan, with_idx=False) if row["config_hash"] not in existing]
     if not new:
@@ -266,24 +273,22 @@ def extend_sweep(make_session: sessionmaker[Session], sweep_id: int, patch: dict
                                            f"{settings.max_trials}")
     with make_session.begin() as s:
         added = add_trials(s, sweep_id=sweep_id, trials=new)
-        extension = {"first_idx": added[0].idx, "n_trials": len(added), "patch": patch}
-        new_spec = spec.model_dump(mode="json") | {"name": stored.get("name"), "data_root": stored.get("data_root"),
-                                                   "extensions": [*stored.get("extensions", []), extension]}
-        set_sweep_spec(s, sweep_id=sweep_id, spec=new_spec)
-        set_sweep_status(s, sweep_id=sweep_id, status="queued")
+        extension = Extension(first_idx=added[0].idx, n_trials=len(added), patch=patch)
+        set_sweep_spec(s, sweep_id=sweep_id, spec=stored.extended(spec, extension).to_json())
+        set_sweep_status(s, sweep_id=sweep_id, status="queued", actor="api")
         ids = [t.id for t in added]
-    job = launch_sweep(make_session, sweep_id, settings, data_root=stored.get("data_root"))
+    job = launch_sweep(make_session, sweep_id, settings, data_root=stored.data_root)
     return LifecycleResult(sweep_id, "queued", job, None, ids)
 
 
-def _extended_plan(stored: dict[str, Any], patch: dict[str, Any], settings: Settings) -> tuple[SweepSpec, Plan]:
+def _extended_plan(stored: StoredSweep, patch: dict[str, Any], settings: Settings) -> tuple[SweepSpec, Plan]:
     for key in ("name", "search"):
         if key in patch:
             raise LifecycleError(422, f"patch.{key}", f"an extension cannot change the sweep's {key}")
-    base = {k: v for k, v in stored.items() if k in SweepSpec.model_fields}
     try:
-        spec = SweepSpec(**(base | patch))
-        return spec, make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path)
+        spec = SweepSpec(**(stored.spec.model_dump(mode="json") | patch))
+        return spec, make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path,
+                               data_root=stored.data_root)
     except ValidationError as e:
         err = e.errors()[0]
         raise LifecycleError(422, "patch." + (".".join(str(p) for p in err["loc"]) or "spec"), err["msg"]) from None

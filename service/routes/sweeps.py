@@ -3,19 +3,23 @@ schema."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict
 
-from db.sweeps import get_sweep, list_sweeps, list_trials, trial_status_counts
+from db.sweeps import ForbiddenTransition, SweepExists, get_sweep, list_sweeps, list_trials, trial_status_counts
 from search_spaces.spec import SpecError
 from service.deps import SessionDep, SessionsDep, SettingsDep
-from service.errors import not_found, unprocessable
+from service.errors import conflict, not_found, unavailable, unprocessable
 from service.schemas import PlanOut, PlanTotals, SweepDetail, SweepOut, SweepRequest, TrialOut
 from service.submission import (
+    LaunchFailed,
     LifecycleError,
+    LifecycleResult,
+    RayUnavailable,
     cancel_sweep,
     data_root_of,
     extend_sweep,
@@ -34,10 +38,12 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
         sweep, plan = store_sweep(session, req, settings)
     except SpecError as e:
         raise unprocessable(e.field, e.reason) from None
+    except SweepExists as e:
+        raise conflict(str(e)) from None
     try:
         launch_sweep(sessions, sweep.id, settings, data_root=data_root_of(req, settings))
-    except Exception as e:  # noqa: BLE001 - the sweep is stored and marked failed; say why
-        raise HTTPException(status_code=503, detail=f"sweep {sweep.id} stored but its Ray job could not start: {e}") from e
+    except LaunchFailed as e:  # the sweep is stored and marked failed with the reason
+        raise unavailable(str(e)) from None
     session.refresh(sweep)
     return SweepOut.model_validate(sweep).model_copy(update={"totals": PlanTotals(**plan.totals()),
                                                              "counts": {"queued": sweep.n_trials}})
@@ -94,25 +100,28 @@ def _http(e: LifecycleError) -> HTTPException:
     return HTTPException(status_code=e.status_code, detail=e.reason if e.status_code == 404 else str(e))
 
 
-@router.post("/sweeps/{sweep_id}/cancel", response_model=LifecycleOut)
-def cancel(sweep_id: int, sessions: SessionsDep, settings: SettingsDep) -> LifecycleOut:
+def _lifecycle(action: Callable[[], LifecycleResult]) -> LifecycleOut:
+    """Run a lifecycle action: its refusals as 404/409/422, a Ray head that cannot be asked as 503."""
     try:
-        return LifecycleOut(**asdict(cancel_sweep(sessions, sweep_id, settings)))
+        return LifecycleOut(**asdict(action()))
     except LifecycleError as e:
         raise _http(e) from None
+    except (RayUnavailable, LaunchFailed) as e:
+        raise unavailable(str(e)) from None
+    except ForbiddenTransition as e:  # the sweep changed state under the request (e.g. its driver finished)
+        raise conflict(str(e)) from None
+
+
+@router.post("/sweeps/{sweep_id}/cancel", response_model=LifecycleOut)
+def cancel(sweep_id: int, sessions: SessionsDep, settings: SettingsDep) -> LifecycleOut:
+    return _lifecycle(lambda: cancel_sweep(sessions, sweep_id, settings))
 
 
 @router.post("/sweeps/{sweep_id}/resume", response_model=LifecycleOut)
 def resume(sweep_id: int, sessions: SessionsDep, settings: SettingsDep) -> LifecycleOut:
-    try:
-        return LifecycleOut(**asdict(resume_sweep(sessions, sweep_id, settings)))
-    except LifecycleError as e:
-        raise _http(e) from None
+    return _lifecycle(lambda: resume_sweep(sessions, sweep_id, settings))
 
 
 @router.post("/sweeps/{sweep_id}/extend", status_code=201, response_model=LifecycleOut)
 def extend(sweep_id: int, req: ExtendRequest, sessions: SessionsDep, settings: SettingsDep) -> LifecycleOut:
-    try:
-        return LifecycleOut(**asdict(extend_sweep(sessions, sweep_id, req.patch, settings)))
-    except LifecycleError as e:
-        raise _http(e) from None
+    return _lifecycle(lambda: extend_sweep(sessions, sweep_id, req.patch, settings))

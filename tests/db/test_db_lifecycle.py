@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from db.sweeps import (
+    ForbiddenTransition,
     add_trials,
     end_unfinished_trials,
     get_sweep,
@@ -57,20 +58,23 @@ def test_add_trials_rejects_bad_rows_and_writes_nothing(factory, make_sweep, tri
 def test_end_unfinished_trials_keeps_finished_ones(factory, make_sweep) -> None:
     sweep_id, ids = make_sweep("cancel", n=4)
     with factory.begin() as s:
-        mark_trial(s, trial_id=ids[0], status="completed", gpu_seconds=3.0)
-        mark_trial(s, trial_id=ids[1], status="running")
-        mark_trial(s, trial_id=ids[2], status="stopped", error="asha: stopped at epoch 1")
+        for i in range(3):
+            mark_trial(s, trial_id=ids[i], status="running", actor="writer")
+        mark_trial(s, trial_id=ids[0], status="completed", device_seconds=3.0, actor="writer")
+        mark_trial(s, trial_id=ids[2], status="stopped", error="asha: stopped at epoch 1", actor="writer")
     with factory.begin() as s:
-        assert end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error="cancelled by the user") == [
-            ids[1], ids[3]]
+        assert end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error="cancelled by the user",
+                                     actor="api") == [ids[1], ids[3]]
     with factory() as s:
         rows = list_trials(s, sweep_id=sweep_id)
         assert [t.status for t in rows] == ["completed", "cancelled", "stopped", "cancelled"]
-        assert rows[0].gpu_seconds == 3.0 and rows[2].error == "asha: stopped at epoch 1"
+        assert rows[0].device_seconds == 3.0 and rows[2].error == "asha: stopped at epoch 1"
         assert rows[1].error == rows[3].error == "cancelled by the user"
         assert rows[1].ended_at is not None and rows[3].ended_at is not None
     with pytest.raises(ValueError, match="terminal"), factory.begin() as s:
-        end_unfinished_trials(s, sweep_id=sweep_id, status="queued", error="x")
+        end_unfinished_trials(s, sweep_id=sweep_id, status="queued", error="x", actor="api")
+    with pytest.raises(ForbiddenTransition), factory.begin() as s:  # the writer ends trials one by one
+        end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error="x", actor="writer")
 
 
 def test_end_unfinished_trials_up_to_an_idx(factory, make_sweep, trial_dict) -> None:
@@ -78,10 +82,12 @@ def test_end_unfinished_trials_up_to_an_idx(factory, make_sweep, trial_dict) -> 
     sweep_id, ids = make_sweep("bounded", n=2)
     with factory.begin() as s:
         assert max_trial_idx(s, sweep_id=sweep_id) == 1
-        mark_trial(s, trial_id=ids[0], status="completed")
+        mark_trial(s, trial_id=ids[0], status="running", actor="writer")
+        mark_trial(s, trial_id=ids[0], status="completed", actor="writer")
         new = [t.id for t in add_trials(s, sweep_id=sweep_id, trials=[trial_dict(5)])]
     with factory.begin() as s:
-        assert end_unfinished_trials(s, sweep_id=sweep_id, status="failed", error="x", max_idx=1) == [ids[1]]
+        assert end_unfinished_trials(s, sweep_id=sweep_id, status="failed", error="x", max_idx=1,
+                                     actor="driver") == [ids[1]]
     with factory() as s:
         assert [(t.id, t.status) for t in list_trials(s, sweep_id=sweep_id)] == [
             (ids[0], "completed"), (ids[1], "failed"), (new[0], "queued")]
@@ -92,21 +98,27 @@ def test_end_unfinished_trials_up_to_an_idx(factory, make_sweep, trial_dict) -> 
 def test_requeue_trials_before_a_resume(factory, make_sweep) -> None:
     sweep_id, ids = make_sweep("resume", n=4)
     with factory.begin() as s:
-        mark_trial(s, trial_id=ids[0], status="completed")
-        mark_trial(s, trial_id=ids[1], status="running")
-        mark_trial(s, trial_id=ids[2], status="cancelled", error="cancelled by the user")
-        mark_trial(s, trial_id=ids[3], status="failed", error="boom")
+        for i in range(3):
+            mark_trial(s, trial_id=ids[i], status="running", actor="writer")
+        mark_trial(s, trial_id=ids[0], status="completed", actor="writer")
+        mark_trial(s, trial_id=ids[2], status="cancelled", error="cancelled by the user", actor="api")
+        mark_trial(s, trial_id=ids[3], status="failed", error="boom", actor="writer")
     with factory() as s:
         started = list_trials(s, sweep_id=sweep_id)[1].started_at
     with factory.begin() as s:
-        assert requeue_trials(s, sweep_id=sweep_id) == [ids[1], ids[2]]
+        assert requeue_trials(s, sweep_id=sweep_id, actor="api") == [ids[1], ids[2]]
     with factory() as s:
         rows = list_trials(s, sweep_id=sweep_id)
         assert [t.status for t in rows] == ["completed", "queued", "queued", "failed"]
         assert rows[2].error is None and rows[2].ended_at is None and rows[3].error == "boom"
         assert rows[1].started_at == started  # a resumed trial keeps its first start
     with pytest.raises(ValueError, match="paused"), factory.begin() as s:
-        requeue_trials(s, sweep_id=sweep_id, statuses=("paused",))
+        requeue_trials(s, sweep_id=sweep_id, statuses=("paused",), actor="api")
+    with pytest.raises(ForbiddenTransition, match="'failed' -> 'queued'"), factory.begin() as s:
+        requeue_trials(s, sweep_id=sweep_id, statuses=("failed",), actor="api")  # errored trials stay failed
+    driver_requeue = pytest.raises(ForbiddenTransition, match="'running' -> 'queued' is not allowed for the driver")
+    with driver_requeue, factory.begin() as s:
+        requeue_trials(s, sweep_id=sweep_id, actor="driver")
 
 
 def test_set_sweep_spec_replaces_the_stored_spec(factory, make_sweep) -> None:

@@ -6,9 +6,11 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from db.contract import EpochReport
 from db.models import EpochMetric, Sweep, Trial
 from db.results import upsert_epoch
 from db.sweeps import (
+    ForbiddenTransition,
     NotFound,
     SweepExists,
     create_sweep,
@@ -50,7 +52,7 @@ def test_create_sweep_writes_sweep_and_trials(factory, trial_dict) -> None:
         assert (t1.arch, t1.depths, t1.widths, t1.n_train, t1.params) == (
             "wrn-d3-3-3-w4-4-4", "3-3-3", "4-4-4", 10_000, 2_000_001)
         assert t1.eps == pytest.approx(8 / 255, abs=0) and t1.config["seed"] == 1
-        assert trials[0].params == 46_160_474 and trials[0].flops == 6_700_000_000  # BigInteger
+        assert trials[0].params == 46_160_474 and trials[0].macs == 6_658_906_368  # BigInteger
         assert get_trial(s, trial_id=10**9) is None and get_sweep(s, sweep_id=10**9) is None
 
 
@@ -102,62 +104,73 @@ def test_numeric_name_falls_back_to_name(factory, make_sweep) -> None:
 def test_mark_trial_and_counts(factory, make_sweep) -> None:
     sid, tids = make_sweep("run", n=4)
     with factory.begin() as s:
-        t = mark_trial(s, trial_id=tids[0], status="running")
+        t = mark_trial(s, trial_id=tids[0], status="running", actor="writer")
         assert t.started_at is not None and t.ended_at is None
     with factory.begin() as s:
-        mark_trial(s, trial_id=tids[0], status="completed", gpu_seconds=12.5)
-        mark_trial(s, trial_id=tids[1], status="failed", error="CUDA OOM")
-        mark_trial(s, trial_id=tids[2], status="running")
+        mark_trial(s, trial_id=tids[0], status="completed", device_seconds=12.5, actor="writer")
+        mark_trial(s, trial_id=tids[1], status="failed", error="CUDA OOM", actor="writer")
+        mark_trial(s, trial_id=tids[2], status="running", actor="writer")
     with factory() as s:
         counts = trial_status_counts(s, sweep_id=sid)
         assert counts == {"queued": 1, "running": 1, "completed": 1, "failed": 1, "cancelled": 0, "stopped": 0}
         t0, t1 = get_trial(s, trial_id=tids[0]), get_trial(s, trial_id=tids[1])
-        assert t0.ended_at is not None and t0.gpu_seconds == 12.5 and t0.started_at <= t0.ended_at
+        assert t0.ended_at is not None and t0.device_seconds == 12.5 and t0.started_at <= t0.ended_at
         assert t1.status == "failed" and t1.error == "CUDA OOM" and t1.ended_at is not None
-    with factory.begin() as s:  # a resumed trial keeps its first start and loses its old error
-        first_start = get_trial(s, trial_id=tids[0]).started_at
-        t = mark_trial(s, trial_id=tids[1], status="running")
-        assert t.error is None and t.ended_at is None
-        assert mark_trial(s, trial_id=tids[0], status="running").started_at == first_start
+    with factory.begin() as s:  # cancelled, requeued, resumed: it keeps its first start and loses its old error
+        first_start = get_trial(s, trial_id=tids[2]).started_at
+        mark_trial(s, trial_id=tids[2], status="cancelled", error="cancelled by the user", actor="api")
+        t = mark_trial(s, trial_id=tids[2], status="queued", actor="api")
+        assert (t.error, t.ended_at, t.started_at) == (None, None, first_start)
+        t = mark_trial(s, trial_id=tids[2], status="running", actor="writer")
+        assert (t.error, t.ended_at, t.started_at) == (None, None, first_start)
     with pytest.raises(ValueError, match="bogus"), factory.begin() as s:
-        mark_trial(s, trial_id=tids[0], status="bogus")
+        mark_trial(s, trial_id=tids[0], status="bogus", actor="writer")
+    with pytest.raises(ValueError, match="actor"), factory.begin() as s:
+        mark_trial(s, trial_id=tids[3], status="running", actor="scheduler")
     with pytest.raises(NotFound), factory.begin() as s:
-        mark_trial(s, trial_id=10**9, status="running")
+        mark_trial(s, trial_id=10**9, status="running", actor="writer")
 
 
 def test_refresh_sweep_status_lifecycle(factory, make_sweep) -> None:
     sid, tids = make_sweep("life", n=3)
 
-    def step(updates: dict[int, str]) -> str:
+    def step(*updates: tuple[int, str]) -> str:
         with factory.begin() as s:
-            for i, status in updates.items():
-                mark_trial(s, trial_id=tids[i], status=status)
-            status = refresh_sweep_status(s, sweep_id=sid)
+            for i, status in updates:
+                mark_trial(s, trial_id=tids[i], status=status, actor="writer")
+            status = refresh_sweep_status(s, sweep_id=sid, actor="driver")
         with factory() as s:
             assert get_sweep(s, sweep_id=sid).status == status  # stored
         return status
 
-    assert step({}) == "queued"
-    assert step({0: "running"}) == "running"
-    assert step({0: "completed"}) == "running"  # one done, two queued: started
-    assert step({1: "failed", 2: "stopped"}) == "completed"  # a failed trial does not fail the sweep
+    assert step() == "queued"
+    assert step((0, "running")) == "running"
+    assert step((0, "completed")) == "running"  # one done, two queued: started
+    assert step((1, "failed"), (2, "running"), (2, "stopped")) == "completed"  # a failed trial does not fail it
 
 
 def test_refresh_all_failed_and_cancelled_sticky(factory, make_sweep) -> None:
     sid, tids = make_sweep("fail", n=2)
     with factory.begin() as s:
         for t in tids:
-            mark_trial(s, trial_id=t, status="failed")
-        assert refresh_sweep_status(s, sweep_id=sid) == "failed"
+            mark_trial(s, trial_id=t, status="failed", actor="writer")
+        with pytest.raises(ForbiddenTransition, match="'queued' -> 'failed' is not allowed for the writer"):
+            refresh_sweep_status(s, sweep_id=sid, actor="writer")  # the writer owns trial rows, not the sweep's
+        assert refresh_sweep_status(s, sweep_id=sid, actor="driver") == "failed"
     sid2, tids2 = make_sweep("cancel", n=2)
     with factory.begin() as s:
-        set_sweep_status(s, sweep_id=sid2, status="cancelled")
-        mark_trial(s, trial_id=tids2[0], status="completed")
-        assert refresh_sweep_status(s, sweep_id=sid2) == "cancelled"
-    with pytest.raises(ValueError), factory.begin() as s:
-        set_sweep_status(s, sweep_id=sid2, status="done")
+        set_sweep_status(s, sweep_id=sid2, status="running", actor="driver")
+        mark_trial(s, trial_id=tids2[0], status="running", actor="writer")
+        set_sweep_status(s, sweep_id=sid2, status="cancelling", actor="api")
+        mark_trial(s, trial_id=tids2[0], status="completed", actor="writer")
+        assert refresh_sweep_status(s, sweep_id=sid2, actor="driver") == "cancelling"  # sticky
+        set_sweep_status(s, sweep_id=sid2, status="cancelled", actor="api")
+        mark_trial(s, trial_id=tids2[1], status="cancelled", actor="api")
+        assert refresh_sweep_status(s, sweep_id=sid2, actor="driver") == "cancelled"  # sticky
+    with pytest.raises(ValueError, match="done"), factory.begin() as s:
+        set_sweep_status(s, sweep_id=sid2, status="done", actor="api")
     with pytest.raises(NotFound), factory.begin() as s:
-        refresh_sweep_status(s, sweep_id=10**9)
+        refresh_sweep_status(s, sweep_id=10**9, actor="driver")
 
 
 @pytest.mark.parametrize(
@@ -168,11 +181,15 @@ def test_refresh_all_failed_and_cancelled_sticky(factory, make_sweep) -> None:
         ("queued", {"queued": 2, "completed": 1}, "running"),
         ("running", {"completed": 2, "failed": 1}, "completed"),
         ("running", {"failed": 3}, "failed"),
-        ("running", {"cancelled": 3}, "cancelled"),
+        ("running", {"cancelled": 3}, "failed"),  # no cancel asked for: its job ended with nothing finished
+        ("running", {"failed": 1, "cancelled": 2}, "failed"),
+        ("running", {"failed": 2, "stopped": 1}, "completed"),
         ("running", {"stopped": 2, "completed": 1}, "completed"),
         ("failed", {"queued": 1, "completed": 2}, "failed"),  # the job died: stays failed until resumed
         ("failed", {"completed": 3}, "completed"),
         ("cancelled", {"running": 1}, "cancelled"),
+        ("cancelling", {"running": 1, "completed": 1}, "cancelling"),
+        ("cancelling", {"completed": 2}, "cancelling"),
         ("queued", {}, "queued"),
     ],
 )
@@ -192,7 +209,7 @@ def test_set_sweep_job(factory, make_sweep) -> None:
 def test_deleting_a_sweep_cascades(factory, make_sweep) -> None:
     sid, tids = make_sweep("gone", n=2)
     with factory.begin() as s:
-        upsert_epoch(s, trial_id=tids[0], epoch=1, metrics={"clean_acc": 0.5})
+        upsert_epoch(s, trial_id=tids[0], report=EpochReport(epoch=1, clean_acc=0.5))
     with factory.begin() as s:
         s.execute(delete(Sweep).where(Sweep.id == sid))  # database-level ON DELETE CASCADE
     assert _count(factory, Trial) == 0 and _count(factory, EpochMetric) == 0
