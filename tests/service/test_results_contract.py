@@ -59,10 +59,10 @@ def url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def client(url: str, tmp_path: Path) -> Iterator[TestClient]:
-    from service.app import create_app
     from service.settings import Settings
+    from testkit.api_client import api_client
 
-    with TestClient(create_app(Settings(database_url=url, storage_path=str(tmp_path)))) as c:
+    with api_client(Settings(database_url=url, storage_path=str(tmp_path))) as c:
         yield c
 
 
