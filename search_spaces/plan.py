@@ -1,4 +1,4 @@
-"""The plan of a sweep: every trial config with its parameter count, FLOPs and an estimated cost; nothing runs.
+"""The plan of a sweep: every trial config with its parameter count, MACs and an estimated cost; nothing runs.
 
 Counting is closed-form for the WRN body (search_spaces.counting, microseconds per network, no torch); other
 models are built on torch's meta device (workers.models.model_counts).
@@ -7,7 +7,11 @@ Cost model: a trial's device-seconds = MACs it performs / the device's sustained
 from the network's forward MACs times the forward-pass equivalents of each training and evaluation step
 (`train_passes`, `eval_passes`); the rate comes from a calibration measured on the device by
 `robustgrid calibrate` (workers.calibrate, stored as JSON at `<storage_path>/calibration.json`), else from
-DEFAULT_MACS_PER_SECOND, in which case the plan's totals say `calibrated: false`.
+DEFAULT_MACS_PER_SECOND, in which case the plan's totals say `calibrated: false`. The storage path is an argument
+(the service's setting, passed in); without one there is no calibration.
+
+Dataset sizes (classes for the head, image size, images per split) come from search_spaces.data_sizes: the catalog
+for fixed datasets, the tree under the data root for image folders.
 """
 
 from __future__ import annotations
@@ -15,14 +19,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search_spaces.catalog import DATASETS
 from search_spaces.config import TrialConfig, join_nums
 from search_spaces.counting import analytic_counts
+from search_spaces.data_sizes import DataSizes, data_sizes
 from search_spaces.spec import SpecError, SweepSpec, config_hash, expand
 
 log = logging.getLogger(__name__)
@@ -75,18 +78,14 @@ class Calibration:
                    code_version=str(d.get("code_version", "")), probe=dict(d.get("probe") or {}))
 
 
-def default_storage_path() -> str:
-    """Where the service keeps Ray results: $ROBUSTGRID_STORAGE_PATH, else ./ray_results (service.settings)."""
-    return os.environ.get("ROBUSTGRID_STORAGE_PATH") or str(Path.cwd() / "ray_results")
+def calibration_path(storage_path: str | None) -> Path | None:
+    """`<storage_path>/calibration.json`; None without a storage path or for remote storage (s3://...)."""
+    if not storage_path or "://" in storage_path:
+        return None
+    return Path(storage_path).expanduser() / CALIBRATION_FILE
 
 
-def calibration_path(storage_path: str | None = None) -> Path | None:
-    """`<storage_path>/calibration.json`; None for remote storage (s3://...), which holds no calibration."""
-    root = storage_path or default_storage_path()
-    return None if "://" in root else Path(root).expanduser() / CALIBRATION_FILE
-
-
-def save_calibration(cal: Calibration, storage_path: str | None = None) -> Path:
+def save_calibration(cal: Calibration, storage_path: str) -> Path:
     """Write the calibration atomically (a temporary file renamed into place); returns its path."""
     path = calibration_path(storage_path)
     if path is None:
@@ -98,7 +97,7 @@ def save_calibration(cal: Calibration, storage_path: str | None = None) -> Path:
     return path
 
 
-def load_calibration(storage_path: str | None = None) -> Calibration | None:
+def load_calibration(storage_path: str | None) -> Calibration | None:
     """The stored calibration, or None when there is none (or it is unreadable, which is logged)."""
     path = calibration_path(storage_path)
     if path is None or not path.is_file():
@@ -115,7 +114,7 @@ class PlannedTrial:
     config: TrialConfig
     config_hash: str
     params: int  # trainable parameters
-    flops: int  # multiply-accumulates of one forward pass of one image
+    macs: int  # multiply-accumulates of one forward pass of one image
     est_seconds: float  # device-seconds for training plus evaluation
 
     @property
@@ -130,7 +129,7 @@ class PlannedTrial:
             "depths": join_nums(c.depths),
             "widths": join_nums(c.widths),
             "params": self.params,
-            "flops": self.flops,
+            "macs": self.macs,
             "method": c.method,
             "lam": c.lam,
             "eps": c.eps,
@@ -138,8 +137,15 @@ class PlannedTrial:
             "dataset": c.provenance_dataset,
             "n_train": c.n_train,
             "seed": c.seed,
-            "est_gpu_seconds": round(self.est_seconds, 1),
+            "est_device_seconds": round(self.est_seconds, 1),
         }
+
+    def stored_row(self) -> dict[str, Any]:
+        """The trial's row as the store takes it (db.sweeps.create_sweep / add_trials): the columns of `row()`
+        without the estimate, plus the full config and its hash."""
+        row = self.row()
+        row.pop("est_device_seconds")
+        return row | {"config": self.config.model_dump(mode="json"), "config_hash": self.config_hash}
 
 
 @dataclass
@@ -159,9 +165,9 @@ class Plan:
             "n_trials": len(self.trials),
             "params_min": min(params),
             "params_max": max(params),
-            "flops_min": min(t.flops for t in self.trials),
-            "flops_max": max(t.flops for t in self.trials),
-            "est_gpu_hours": round(sum(t.est_seconds for t in self.trials) / 3600, 3),
+            "macs_min": min(t.macs for t in self.trials),
+            "macs_max": max(t.macs for t in self.trials),
+            "est_device_hours": round(sum(t.est_seconds for t in self.trials) / 3600, 3),
             "calibrated": cal is not None,
             "macs_per_second": self.macs_per_second,
             "calibration_device": cal.device if cal else None,
@@ -180,21 +186,22 @@ def counts(model: str, depths: tuple[int, ...], widths: tuple[float, ...], num_c
     return model_counts(model, depths=depths, widths=widths, num_classes=num_classes, in_channels=channels, input_size=size)
 
 
-def estimate_seconds(cfg: TrialConfig, flops: int, macs_per_second: float = DEFAULT_MACS_PER_SECOND) -> float:
+def estimate_seconds(cfg: TrialConfig, macs: int, macs_per_second: float = DEFAULT_MACS_PER_SECOND, *,
+                     sizes: DataSizes | None = None) -> float:
     """Device-seconds of one trial: every epoch trains on n_train examples (`train_passes` each) and validates
-    on val_size (`eval_passes`); the final evaluation runs on n_test at the best and the last checkpoint."""
-    info = DATASETS[cfg.dataset]
-    n_train = cfg.n_train or max(info["n_train"] - cfg.val_size, 1)
+    on val_size (`eval_passes`); the final evaluation runs on n_test at the best and the last checkpoint.
+    `sizes`: the dataset's (default: the catalog's, for datasets that need no data root)."""
+    info = sizes or data_sizes(cfg.dataset)
+    n_train = cfg.n_train or max(info.n_train - cfg.val_size, 1)
     per_epoch = n_train * train_passes(cfg) + cfg.val_size * eval_passes(cfg)
-    n_test = cfg.n_test or 10_000
+    n_test = cfg.n_test or info.n_test
     final = 2 * n_test * eval_passes(cfg)
-    return flops * (cfg.epochs * per_epoch + final) / macs_per_second
+    return macs * (cfg.epochs * per_epoch + final) / macs_per_second
 
 
-def _count(cfg: TrialConfig) -> tuple[int, int]:
-    info = DATASETS[cfg.dataset]
+def _count(cfg: TrialConfig, info: DataSizes) -> tuple[int, int]:
     try:
-        return counts(cfg.model, cfg.depths, cfg.widths, info["num_classes"], info["channels"], info["image_size"])
+        return counts(cfg.model, cfg.depths, cfg.widths, info.num_classes, info.channels, info.image_size)
     except ValueError as e:
         raise SpecError("model" if "model" in str(e) else "depths", str(e)) from None
 
@@ -204,22 +211,24 @@ def _within(value: int, low: int | None, high: int | None) -> bool:
 
 
 def make_plan(spec: SweepSpec, *, max_trials: int = 2000, calibration: Calibration | None = None,
-              storage_path: str | None = None) -> Plan:
+              storage_path: str | None = None, data_root: str | None = None) -> Plan:
     """Expand, count, apply the spec's constraints and the trial limit; cost with `calibration`, else the one
-    stored under `storage_path` (default: default_storage_path()), else the default rate. Raises SpecError."""
+    stored under `storage_path`, else the default rate. An image-folder dataset is sized from its tree under
+    `data_root` (required for it). Raises SpecError."""
     configs = expand(spec)
+    sizes = data_sizes(spec.dataset, data_root)
     if len(configs) > max_trials:
         raise SpecError("spec", f"{len(configs)} trials exceed the maximum of {max_trials} (setting max_trials)")
     plan = Plan(spec=spec, calibration=calibration or load_calibration(storage_path))
     c = spec.constraints
-    counted = [(cfg, *_count(cfg)) for cfg in configs]
-    for cfg, params, flops in counted:
-        if _within(params, c.min_params, c.max_params) and _within(flops, c.min_flops, c.max_flops):
-            est = estimate_seconds(cfg, flops, plan.macs_per_second)
-            plan.trials.append(PlannedTrial(cfg, config_hash(cfg), params, flops, est))
+    counted = [(cfg, *_count(cfg, sizes)) for cfg in configs]
+    for cfg, params, macs in counted:
+        if _within(params, c.min_params, c.max_params) and _within(macs, c.min_macs, c.max_macs):
+            est = estimate_seconds(cfg, macs, plan.macs_per_second, sizes=sizes)
+            plan.trials.append(PlannedTrial(cfg, config_hash(cfg), params, macs, est))
     if not plan.trials:
         bounds = ", ".join(f"{k}={v:,}" for k, v in c.model_dump().items() if v is not None)
         ps, fs = [p for _, p, _ in counted], [f for _, _, f in counted]
         raise SpecError("constraints", f"{bounds} leave none of the {len(configs)} trials (params "
-                        f"{min(ps):,}..{max(ps):,}, flops {min(fs):,}..{max(fs):,})")
+                        f"{min(ps):,}..{max(ps):,}, macs {min(fs):,}..{max(fs):,})")
     return plan

@@ -1,7 +1,7 @@
 """The only code in ``service/`` that talks to Ray: start or find the Ray head, submit and watch sweep jobs.
 
-Ray 2.60 token auth: every dashboard / job REST request needs ``Authorization: Bearer <token>``; the token is
-what Ray's loader finds first among ``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``.
+Ray token auth (Ray >= 2.52): every dashboard / job REST request needs ``Authorization: Bearer <token>``; the token
+is the first of ``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token`` (Ray's documented order).
 We send it explicitly: ``JobSubmissionClient`` adds it only when *this* process has ``RAY_AUTH_MODE=token``.
 Ray is imported lazily so that importing this module (e.g. from the API) stays cheap."""
 
@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -44,21 +44,40 @@ class RayCluster:
     started_by_us: bool  # True when this call started the local head (the caller may stop it)
 
 
-def _load_token() -> str:  # what Ray itself would send; "" when there is none
-    from ray._raylet import AuthenticationTokenLoader
+class RayTokenError(RuntimeError):
+    """``RAY_AUTH_TOKEN_PATH`` names a token file that cannot be read or is empty (Ray itself refuses to start)."""
 
-    loader = AuthenticationTokenLoader.instance()
-    loader.reset_cache()  # the C++ loader caches; env vars or files may have changed
+
+def _token_path() -> Path:
+    """Where Ray reads its token file: ``RAY_AUTH_TOKEN_PATH`` when set (non-empty), else ``~/.ray/auth_token``."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
+def _load_token() -> str:
+    """The token Ray itself would send, looked up as Ray documents it: ``RAY_AUTH_TOKEN`` (when non-empty), else the
+    file named by ``RAY_AUTH_TOKEN_PATH`` (a missing or empty named file is an error, as it is for Ray), else
+    ``~/.ray/auth_token``; surrounding whitespace stripped; "" when there is none."""
+    if token := os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return token
+    path, named = _token_path(), bool(os.environ.get("RAY_AUTH_TOKEN_PATH"))
     try:
-        return str(loader.get_raw_token(ignore_auth_mode=True))
-    except Exception:  # ray.exceptions.AuthenticationError: RAY_AUTH_TOKEN_PATH names a missing/empty file
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        if named:
+            raise RayTokenError(f"RAY_AUTH_TOKEN_PATH names {path}, which does not exist; create it (e.g. "
+                                "`ray get-auth-token --generate`) or unset RAY_AUTH_TOKEN_PATH") from None
         return ""
+    except OSError as e:
+        raise RayTokenError(f"cannot read the Ray auth token file {path}: {e.strerror}") from None
+    if not token and named:
+        raise RayTokenError(f"RAY_AUTH_TOKEN_PATH names {path}, which is empty; write the cluster's token into it")
+    return token
 
 
 def ensure_auth_token() -> str:
     """Return the Ray auth token, first writing a new one (0600) where Ray looks for it when there is none."""
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    if not os.environ.get("RAY_AUTH_TOKEN") and not path.is_file():
+    path = _token_path()
+    if not os.environ.get("RAY_AUTH_TOKEN", "").strip() and not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError), os.fdopen(  # O_EXCL: a concurrent writer's token wins
             os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w"
@@ -94,9 +113,10 @@ def _free_port() -> int:  # racy by nature, but only used for ports nobody else 
 
 
 def _ray_temp_dir(settings: Settings) -> Path:
-    from ray._common.utils import get_default_ray_temp_dir
-
-    return Path(settings.ray_temp_dir or get_default_ray_temp_dir())
+    """``settings.ray_temp_dir``, else Ray's documented default: ``$RAY_TMPDIR/ray`` (``$TMPDIR/ray``, /tmp/ray)."""
+    if settings.ray_temp_dir:
+        return Path(settings.ray_temp_dir)
+    return Path(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp") / "ray"
 
 
 def _state_file(settings: Settings) -> Path:  # {"pid": ..., **RayCluster} of the head we started
@@ -128,7 +148,7 @@ def ensure_ray_head(settings: Settings) -> RayCluster:
 
 
 def _start_local_head(settings: Settings, url: str, state_file: Path) -> RayCluster:
-    from ray._private.services import get_node_ip_address
+    from ray.util import get_node_ip_address  # public: the address `ray start` advertises for this node
 
     temp_dir = _ray_temp_dir(settings)
     temp_dir.mkdir(parents=True, exist_ok=True)
@@ -212,39 +232,91 @@ def job_client(cluster: RayCluster) -> JobSubmissionClient:
 
 
 def _job_env(settings: Settings, env: Mapping[str, str] | None) -> dict[str, str]:
-    out = {"ROBUSTGRID_DATABASE_URL": settings.database_url, "ROBUSTGRID_STORAGE_PATH": settings.storage_path}
-    if settings.data_root is not None:
-        out["ROBUSTGRID_DATA_ROOT"] = settings.data_root
-    return {**out, **(env or {})}
+    """The job's environment variables: only what the caller adds. Settings never travel here (the runtime env is
+    visible in the dashboard and the job API); the driver gets them from its run context file."""
+    return dict(env or {})
 
 
 def submit_job(settings: Settings, cluster: RayCluster, *, entrypoint: str, env: Mapping[str, str] | None = None,
                submission_id: str | None = None) -> str:
-    """Submit any shell entrypoint as a Ray job carrying our settings in its env; returns the job id."""
+    """Submit any shell entrypoint as a Ray job (with `env` as its environment variables); returns the job id."""
     job_id = job_client(cluster).submit_job(entrypoint=entrypoint, submission_id=submission_id,
                                             runtime_env={"env_vars": _job_env(settings, env)})
     logger.info("submitted Ray job %s: %s", job_id, entrypoint)
     return str(job_id)
 
 
-def submit_sweep_job(settings: Settings, cluster: RayCluster, *, sweep_id: int, env: dict[str, str]) -> str:
-    """Submit ``python -m workers.driver <sweep_id>`` (the project is installed in the cluster's Python)."""
+def run_context_path(settings: Settings, submission_id: str) -> Path:
+    """Where a job's run context goes: `<storage_path>/run-contexts/<submission id>.json` (shared storage on a
+    cluster, so the driver can read it); a remote (URI) storage path holds no files of ours: the Ray temp dir's
+    parent, or the system's temp dir, which only a driver on this machine (a local head) can read."""
+    from search_spaces.run_context import CONTEXT_DIR
+
+    if "://" not in settings.storage_path:
+        base = Path(settings.storage_path)
+    else:
+        import tempfile
+
+        base = Path(settings.ray_temp_dir or tempfile.gettempdir()) / "robustgrid"
+    return base / CONTEXT_DIR / f"{submission_id}.json"
+
+
+def submit_sweep_job(settings: Settings, cluster: RayCluster, *, sweep_id: int, data_root: str | None) -> str:
+    """Write the sweep's run context (database URL, storage path, data root, GPU memory; mode 0600) and submit
+    ``python -m workers.driver <sweep_id> --context <file>`` (the project is installed in the cluster's Python)."""
+    from search_spaces.run_context import RunContext
+
+    submission_id = f"robustgrid-sweep-{sweep_id}-{uuid.uuid4().hex[:8]}"
+    context = RunContext(database_url=settings.database_url, storage_path=settings.storage_path,
+                         data_root=data_root, gpu_memory_gib=settings.gpu_memory_gib)
+    path = context.write(run_context_path(settings, submission_id))
     # A local head runs our own interpreter; a remote cluster runs whatever `python` its image has.
     python = sys.executable if not settings.ray_address else "python"
-    entrypoint = shlex.join([python, "-m", "workers.driver", str(sweep_id)])
-    submission_id = f"robustgrid-sweep-{sweep_id}-{uuid.uuid4().hex[:8]}"
-    return submit_job(settings, cluster, entrypoint=entrypoint, env=env, submission_id=submission_id)
+    entrypoint = shlex.join([python, "-m", "workers.driver", str(sweep_id), "--context", str(path)])
+    return submit_job(settings, cluster, entrypoint=entrypoint, submission_id=submission_id)
+
+
+JOB_REQUEST_TIMEOUT_S = 10.0  # seconds for one request to the Ray Jobs REST API
+
+
+class RayUnavailable(RuntimeError):
+    """The Ray dashboard could not be asked about a job (connection refused, timeout, HTTP 5xx, a rejected token,
+    not a Ray dashboard): nothing is known about the job, so nothing may be concluded from it."""
+
+
+class JobNotFound(LookupError):
+    """The Ray dashboard answers but does not know the job id (HTTP 404): no job runs under that id there."""
+
+
+def _job_request(cluster: RayCluster, method: str, job_id: str, suffix: str = "") -> dict[str, Any]:
+    """One call of the Ray Jobs REST API (``/api/jobs/<id><suffix>``, documented by Ray alongside the SDK, which
+    folds every failure into a RuntimeError): 200 -> its JSON; 404 from a Ray dashboard -> JobNotFound; anything
+    else -> RayUnavailable."""
+    where = f"Ray job {job_id!r}: the Ray dashboard at {cluster.address}"
+    try:
+        r = httpx.request(method, f"{cluster.address}/api/jobs/{job_id}{suffix}", headers=auth_headers(),
+                          timeout=JOB_REQUEST_TIMEOUT_S)
+        if r.status_code == 404 and _probe_dashboard(cluster.address) == 200:  # a Ray dashboard, no such job
+            raise JobNotFound(f"Ray job {job_id!r} not found at {cluster.address}")
+    except httpx.TransportError as e:  # refused, reset, timed out
+        raise RayUnavailable(f"{where} does not answer ({type(e).__name__}: {e})") from e
+    if r.status_code != 200:
+        raise RayUnavailable(f"{where} answers HTTP {r.status_code} to {method} {r.url.path}: {r.text[:300]}")
+    body = r.json()
+    return body if isinstance(body, dict) else {}
 
 
 def job_status(settings: Settings, cluster: RayCluster, job_id: str) -> str:
-    """One of PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED."""
-    return str(job_client(cluster).get_job_status(job_id).value)
+    """One of PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED. JobNotFound when the head does not know the job,
+    RayUnavailable when the head cannot be asked."""
+    return str(_job_request(cluster, "GET", job_id)["status"])
 
 
 def stop_job(settings: Settings, cluster: RayCluster, job_id: str) -> bool:
-    """Ask Ray to stop the job; False when it had already finished."""
-    return bool(job_client(cluster).stop_job(job_id))
+    """Ask Ray to stop the job; False when it had already finished. JobNotFound, RayUnavailable as job_status."""
+    return bool(_job_request(cluster, "POST", job_id, "/stop").get("stopped"))
 
 
 def job_logs(settings: Settings, cluster: RayCluster, job_id: str) -> str:
-    return str(job_client(cluster).get_job_logs(job_id))
+    """The job's driver log. JobNotFound, RayUnavailable as job_status."""
+    return str(_job_request(cluster, "GET", job_id, "/logs").get("logs", ""))

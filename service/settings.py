@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     ray_num_cpus: int | None = None  # local head: CPUs to advertise (None = all cores)
     ray_temp_dir: str | None = None  # local head: Ray's temp/session dir (None = Ray's default, /tmp/ray)
     max_trials: int = 2000  # largest sweep (trials) the API accepts
+    gpu_memory_gib: float | None = Field(None, gt=0)  # memory of one GPU, GiB; None: from Ray's accelerator type
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

@@ -1,28 +1,30 @@
 """Initial weights of a fine-tuning trial (`TrialConfig.init_from`, used by the eps* fast approximation).
 
 `init_from` is one of:
-- `trial:<id>`: the last checkpoint of trial <id> in the Ray storage path (`$ROBUSTGRID_STORAGE_PATH`, default
-  `./ray_results`, as the driver): the one directory `<storage>/<experiment>/trial-<id>/` the driver created;
+- `trial:<id>`: the last checkpoint of trial <id> under the run's Ray storage path (passed in: the driver resolves
+  it with its run context's storage path): the one directory `<storage>/<experiment>/trial-<id>/` it created;
 - a checkpoint directory holding `state.pt`, or a trial directory holding `checkpoint_*/state.pt` (the latest);
 - a state file: a `TrainState` dict as the trainable saves it (its `model`, the last weights) or a bare state_dict.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 STATE_FILE = "state.pt"  # as workers.trainable writes it in every checkpoint
-ENV_STORAGE_PATH = "ROBUSTGRID_STORAGE_PATH"
 
 
 def resolve_init_from(ref: str, *, storage_path: str | None = None) -> Path:
-    """The state file `ref` names. Raises FileNotFoundError / ValueError naming `init_from`."""
+    """The state file `ref` names; a `trial:<id>` reference needs the run's `storage_path`. Raises
+    FileNotFoundError / ValueError naming `init_from`."""
     if ref.startswith("trial:"):
-        storage = Path(storage_path or os.environ.get(ENV_STORAGE_PATH) or Path.cwd() / "ray_results")
+        if not storage_path:
+            raise ValueError(f"init_from: {ref!r} names a trial of this service: it needs the run's storage path "
+                             f"(the driver resolves it; elsewhere give the checkpoint's path)")
+        storage = Path(storage_path)
         found = sorted(storage.glob(f"*/trial-{int(ref.removeprefix('trial:'))}"))
         if not found:
             raise FileNotFoundError(f"init_from: no trial directory for {ref!r} under {storage}")

@@ -24,28 +24,36 @@ def train(preset: PresetOpt = None, spec: SpecOpt = None, set_: SetOpt = None,
     """Train and evaluate one trial without Ray (same training function as the Ray trainable)."""
     import logging
 
-    from service.submission import plan_request
+    from service.submission import data_root_of, plan_request
     from workers.final_eval import pick_device, train_and_evaluate
+    from workers.init_from import resolve_init_from
 
     logging.basicConfig(level=logging.WARNING)
     req = build_request(preset, spec, set_, data_root=data_root)
+    settings = settings_from(data_root=data_root)  # passed to the workers explicitly, as the driver's run context is
     try:
-        _, p = plan_request(req, settings_from(data_root=data_root))
+        _, p = plan_request(req, settings)
     except SpecError as e:
         fail(str(e))
     if not 0 <= trial < len(p.trials):
         fail(f"trial: {trial} is outside the plan's 0..{len(p.trials) - 1}")
     cfg = p.trials[trial].config
+    if cfg.init_from is not None and cfg.init_from.startswith("trial:"):  # as the driver: against the storage path
+        try:
+            cfg = cfg.model_copy(update={"init_from": str(resolve_init_from(cfg.init_from,
+                                                                            storage_path=settings.storage_path))})
+        except (FileNotFoundError, ValueError) as e:
+            fail(str(e))
     typer.echo(f"training {cfg.arch} ({p.trials[trial].params:,} params) {cfg.method} eps={cfg.eps:.4f}", err=True)
 
     def on_epoch(m: dict[str, Any], _: Any) -> None:
         typer.echo(f"epoch {m['epoch']}/{cfg.epochs} clean_acc {m.get('clean_acc', float('nan')):.3f} "
                    f"robust_acc {m.get('robust_acc', float('nan')):.3f} loss {m['adv_loss_train']:.3f} "
-                   f"{m['seconds']:.1f} s", err=True)
+                   f"{m['device_seconds']:.1f} s", err=True)
 
-    _, rows = train_and_evaluate(cfg, device=pick_device(device), data_root=data_root or settings_from().data_root,
+    _, rows = train_and_evaluate(cfg, device=pick_device(device), data_root=data_root_of(req, settings),
                                  on_epoch=on_epoch)
-    text = json.dumps(rows, indent=1)
+    text = json.dumps([r.model_dump() for r in rows], indent=1)
     if out is not None:
         out.write_text(text)
     typer.echo(text)

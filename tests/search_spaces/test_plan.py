@@ -32,7 +32,7 @@ def test_depth_125_preset_plan() -> None:
     wrn34 = next(t for t in plan.trials if t.arch == "wrn-d5-5-5-w10-10-10")
     assert wrn34.params == 46_160_474
     assert plan.totals()["params_max"] == max(t.params for t in plan.trials)
-    assert all(t.flops > 0 and t.est_seconds > 0 for t in plan.trials)
+    assert all(t.macs > 0 and t.est_seconds > 0 for t in plan.trials)
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
@@ -69,7 +69,7 @@ def test_cli_plan_json_prints_125_distinct() -> None:
                          capture_output=True, text=True, check=True, timeout=300).stdout
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 125 and len({r["arch"] for r in rows}) == 125
-    assert {"arch", "depths", "widths", "params", "flops"} <= set(rows[0])
+    assert {"arch", "depths", "widths", "params", "macs"} <= set(rows[0])
     assert next(r for r in rows if r["arch"] == "wrn-d5-5-5-w10-10-10")["params"] == 46_160_474
 
 
@@ -111,13 +111,13 @@ def test_planning_the_125_grid_is_fast_and_imports_no_torch() -> None:
 
 
 def test_min_and_flop_constraints_and_the_numbers_of_an_empty_result() -> None:
-    spec = SweepSpec(depths=[[1, 3, 5], [5], [5]], constraints={"min_params": 45_000_000, "max_flops": 6_000_000_000})
+    spec = SweepSpec(depths=[[1, 3, 5], [5], [5]], constraints={"min_params": 45_000_000, "max_macs": 6_000_000_000})
     assert [t.arch for t in make_plan(spec).trials] == ["wrn-d3-5-5-w10-10-10"]
     with pytest.raises(SpecError) as e:
-        make_plan(SweepSpec(depths=[[1, 3], [5], [5]], constraints={"min_flops": 10**11}))
+        make_plan(SweepSpec(depths=[[1, 3], [5], [5]], constraints={"min_macs": 10**11}))
     assert e.value.field == "constraints"
-    assert "min_flops=100,000,000,000" in e.value.reason and "none of the 2 trials" in e.value.reason
-    assert "params 44,314,714..45,237,594, flops 4,771,469,568..5,715,187,968" in e.value.reason
+    assert "min_macs=100,000,000,000" in e.value.reason and "none of the 2 trials" in e.value.reason
+    assert "params 44,314,714..45,237,594, macs 4,771,469,568..5,715,187,968" in e.value.reason
 
 
 def test_estimate_counts_passes_per_method() -> None:
@@ -151,6 +151,7 @@ def test_plan_uses_the_stored_calibration(tmp_path: Path) -> None:
 def test_the_spec_is_stored_with_the_sweep_and_expands_to_its_trials(tmp_path: Path) -> None:
     from db.engine import make_engine, session_factory, upgrade
     from db.sweeps import get_sweep, list_trials
+    from search_spaces.stored import StoredSweep
     from service.schemas import SweepRequest
     from service.settings import Settings
     from service.submission import store_sweep
@@ -160,10 +161,10 @@ def test_the_spec_is_stored_with_the_sweep_and_expands_to_its_trials(tmp_path: P
     upgrade(engine)
     with session_factory(engine)() as s:
         sweep, plan = store_sweep(s, SweepRequest(preset="xing2022-epsilon", overrides={"epochs": 2}), settings)
-        stored = dict(get_sweep(s, sweep_id=sweep.id).spec)
+        stored = StoredSweep.model_validate(json.loads(json.dumps(get_sweep(s, sweep_id=sweep.id).spec)))
         hashes = [t.config_hash for t in list_trials(s, sweep_id=sweep.id)]
-    stored.pop("data_root")
-    spec = SweepSpec(**json.loads(json.dumps(stored)))
+    spec = stored.spec
+    assert stored.data_root is None and stored.extensions == [] and not stored.is_search
     assert spec.zip == [["method", "eps"]] and [config_hash(c) for c in expand(spec)] == hashes
     assert len(hashes) == 16 == len(plan.trials)
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from search_spaces.plan import make_plan
@@ -43,11 +44,15 @@ def test_every_preset_has_an_expected_count() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_cli_plan_json_counts_match_the_study(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROBUSTGRID_STORAGE_PATH", str(tmp_path))  # no calibration there: the default rate
+    for split in ("train", "test"):  # image-folder datasets (the demo's cifar10-jpeg) are sized from their tree
+        for c in range(10):
+            (tmp_path / split / f"c{c}").mkdir(parents=True)
+            Image.new("RGB", (32, 32)).save(tmp_path / split / f"c{c}" / "0.png")
     r = CliRunner().invoke(app, ["plan", "--preset", name, "--json", "--data-root", str(tmp_path)])
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == EXPECTED[name]
-    assert all(row["params"] > 0 and row["flops"] > 0 and row["est_gpu_seconds"] >= 0 for row in rows)
+    assert all(row["params"] > 0 and row["macs"] > 0 and row["est_device_seconds"] >= 0 for row in rows)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -73,7 +78,9 @@ def test_huang_fidelity_is_robustwrn_madry_config() -> None:
     for c in _cfgs("huang2021-depth-125"):
         assert (c.method, c.epochs, c.lr, c.weight_decay, c.batch_size, c.grad_clip) == ("sat", 100, 0.1, 2e-4, 128, 5.0)
         assert c.schedule.milestones == (0.75, 0.9) and c.eps == pytest.approx(8 / 255)
-        assert (c.train_attack.steps, c.train_attack.step_size, c.eval_attack.steps) == (10, pytest.approx(2 / 255), 20)
+        train, evaluation = (a.resolved_step_size(c.eps, c.norm) for a in (c.train_attack, c.eval_attack))
+        assert (c.train_attack.steps, train, c.eval_attack.steps, evaluation) == \
+            (10, pytest.approx(2 / 255), 20, pytest.approx(0.8 / 255))  # eps/4 and eps/10
 
 
 def test_scaling_series_reaches_wrn34r() -> None:
@@ -98,7 +105,8 @@ def test_wu_trades_grid_is_wrn34_k_at_trades_fidelity() -> None:
     c = cfgs[0]
     assert c.depths == (5, 5, 5) and len(set(c.widths)) == 1 and c.method == "trades"
     assert (c.epochs, c.schedule.milestones[0] * c.epochs, c.weight_decay) == (76, pytest.approx(74.0), 2e-4)
-    assert (c.train_attack.step_size, c.train_attack.start) == (0.007, "normal")
+    assert (c.train_attack.resolved_step_size(c.eps, c.norm), c.train_attack.start) == (pytest.approx(0.007), "normal")
+    assert {c.grad_clip for c in cfgs} == {None}  # the official TRADES code does not clip gradients
     at = _cfgs("wu2021-lambda-at")
     assert sorted({c.lam for c in at}) == [1.0, 1.25, 1.5, 1.75, 2.0] and {c.method for c in at} == {"gat"}
 
@@ -109,6 +117,7 @@ def test_war_two_phases() -> None:
     war = _cfgs("wu2021-war", {"phase": "war", "zeta": 0.75})
     assert [(c.method, c.widths[0], c.zeta, c.war_alpha, c.lam) for c in war] == [
         ("war_trades", 5, 0.75, 0.1, 0.0), ("war_trades", 10, 0.75, 0.1, 0.0)]
+    assert {c.grad_clip for c in tune + war} == {None}  # TRADES fidelity: no gradient clipping
     assert len(_cfgs("wu2021-war", {"regulariser": "gat"})) == 5
     with pytest.raises(SpecError) as e:
         resolve("wu2021-war", {"phase": "war"})
@@ -120,9 +129,12 @@ def test_zeta_from_a_finished_tuning_sweep() -> None:
              {"trial": 2, "checkpoint": "best", "attack": "pgd20", "robust_acc": 0.45},
              {"trial": 1, "checkpoint": "last", "attack": "pgd20", "robust_acc": 0.50}]
     epochs = [{"trial": 2, "epoch": e, "natural_risk": 1.0 / e, "robust_reg": 0.5} for e in (1, 2, 4)]
-    assert zeta_from_tuning(final, epochs + [{"trial": 1, "epoch": 9, "natural_risk": 9, "robust_reg": 1}]) == (0.5, 2)
-    with pytest.raises(SpecError):
-        zeta_from_tuning([], epochs)
+    more = [{"trial": 1, "epoch": 9, "natural_risk": 9, "robust_reg": 1}]
+    assert zeta_from_tuning(final, epochs + more, attack="pgd20") == (0.5, 2)
+    with pytest.raises(SpecError, match="no final pgd20 results"):
+        zeta_from_tuning([], epochs, attack="pgd20")
+    with pytest.raises(SpecError, match="no final cw20 results"):  # another attack's rows are not PGD-20's
+        zeta_from_tuning(final, epochs, attack="cw20")
 
 
 def test_xing_eps_zero_is_the_clean_run() -> None:
@@ -155,6 +167,7 @@ def test_unknown_override_names_the_key_and_the_preset_parameters() -> None:
 
 
 def test_war_zeta_command_reads_the_tuning_sweep(tmp_path: Path) -> None:
+    from db.contract import EpochReport, FinalRow
     from db.engine import make_engine, session_factory, upgrade
     from db.results import upsert_epoch, upsert_final
     from db.sweeps import list_trials
@@ -170,9 +183,10 @@ def test_war_zeta_command_reads_the_tuning_sweep(tmp_path: Path) -> None:
         with s.begin():
             for i, t in enumerate(list_trials(s, sweep_id=sweep.id)):  # lambda 6..21; the lambda-12 run is best
                 for epoch in (1, 2):
-                    upsert_epoch(s, trial_id=t.id, epoch=epoch, metrics={"natural_risk": 0.5 + i, "robust_reg": epoch})
-                upsert_final(s, trial_id=t.id, checkpoint="best", attack="pgd20",
-                             metrics={"epoch": 2, "robust_acc": 0.5 - abs(i - 2) / 10})
+                    upsert_epoch(s, trial_id=t.id, report=EpochReport(epoch=epoch, natural_risk=0.5 + i,
+                                                                      robust_reg=epoch))
+                upsert_final(s, trial_id=t.id, row=FinalRow(checkpoint="best", attack="pgd20", epoch=2,
+                                                            robust_acc=0.5 - abs(i - 2) / 10))
     r = CliRunner().invoke(app, ["war-zeta", "tune", "--database-url", settings.database_url])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["zeta"] == pytest.approx(2.5 / 2)  # (0.5 + 2) / robust_reg 2 at the last epoch

@@ -86,7 +86,7 @@ def rows(settings: Settings, sweep_id: int) -> dict[int, dict[str, Any]]:
             epochs = s.execute(select(EpochMetric.epoch, EpochMetric.id).where(EpochMetric.trial_id == t.id)).all()
             finals = s.scalars(select(FinalResult.id).where(FinalResult.trial_id == t.id)).all()
             out[t.id] = {"idx": t.idx, "status": t.status, "error": t.error, "seed": t.seed,
-                         "started_at": t.started_at, "ended_at": t.ended_at, "gpu_seconds": t.gpu_seconds,
+                         "started_at": t.started_at, "ended_at": t.ended_at, "device_seconds": t.device_seconds,
                          "epochs": sorted(e for e, _ in epochs), "epoch_ids": sorted(epochs), "finals": sorted(finals)}
         return out
 
@@ -127,11 +127,15 @@ def test_killed_driver_resumes_and_each_trial_completes_once(api) -> None:
                    "training": TINY["training"] | {"epochs": 3}}
     with session_factory(make_engine(settings.database_url))() as s:
         sweep_id = store_sweep(s, SweepRequest(spec=SweepSpec(**spec), name="lc-kill"), settings)[0].id
-    env = {**os.environ, "ROBUSTGRID_DATABASE_URL": settings.database_url, "RAY_AUTH_MODE": "token",
-           "ROBUSTGRID_STORAGE_PATH": settings.storage_path, "ROBUSTGRID_RAY_ADDRESS": cluster.gcs_address}
+    from search_spaces.run_context import RunContext
+
+    context = RunContext(database_url=settings.database_url, storage_path=settings.storage_path).write(
+        Path(settings.storage_path).parent / "context.json")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_ADDRESS": cluster.gcs_address}  # Ray's own variable
     log = Path(settings.storage_path).parent / "driver.log"
     with open(log, "w") as out:
-        driver = subprocess.Popen([sys.executable, "-m", "workers.driver", str(sweep_id)], cwd=REPO, env=env,
+        driver = subprocess.Popen([sys.executable, "-m", "workers.driver", str(sweep_id), "--context", str(context)],
+                                  cwd=REPO, env=env,
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def mid_way() -> dict | None:
@@ -193,7 +197,8 @@ def test_extend_with_a_seed_runs_only_the_new_trial(api) -> None:
     new = after[new_ids[0]]
     assert (new["idx"], new["seed"], new["status"], new["epochs"], len(new["finals"])) == (1, 1, "completed", [1, 2], 2), \
         new["error"]
-    assert spec["seeds"] == [0, 1] and spec["extensions"] == [{"first_idx": 1, "n_trials": 1, "patch": {"seeds": [0, 1]}}]
+    assert spec["spec"]["seeds"] == [0, 1]  # the stored layout: search_spaces.stored.StoredSweep
+    assert spec["extensions"] == [{"first_idx": 1, "n_trials": 1, "patch": {"seeds": [0, 1]}}]
     assert (Path(settings.storage_path) / f"sweep-{sweep_id}-lc-extend-ext1").is_dir()  # its own Tune experiment
 
     runner = CliRunner()  # the CLI takes the same path: a finished sweep has nothing to cancel or resume

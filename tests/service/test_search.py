@@ -83,7 +83,7 @@ def test_lifecycle_of_unknown_or_running_sweeps(client) -> None:
     assert c.post("/api/v1/sweeps/999/extend", json={"patch": {"seeds": [1]}}).status_code == 404
     grid = _store(settings, TINY, "grid")
     with session_factory(make_engine(settings.database_url)).begin() as s:
-        set_sweep_status(s, sweep_id=grid, status="running")
+        set_sweep_status(s, sweep_id=grid, status="running", actor="driver")
     r = c.post(f"/api/v1/sweeps/{grid}/extend", json={"patch": {"seeds": [0, 1]}})
     assert r.status_code == 409 and "is running" in r.json()["detail"]
     search = _store(settings, TINY | {"search": {"algorithm": "tpe", "objectives": PARETO[1:]}}, "search")
@@ -136,7 +136,7 @@ def test_searcher_runs_distinct_configurations_within_its_budget(tmp_path: Path,
         if len(live) >= concurrent:
             tid, trial = live.pop(0)
             acc = 0.1 + trial["known"]["params"] / 1e6
-            searcher.on_trial_complete(tid, result={"kind": "final", "robust_acc": acc, "gpu_seconds": 1.0,
+            searcher.on_trial_complete(tid, result={"kind": "final", "robust_acc": acc, "trial_device_seconds": 1.0,
                                                     **trial["known"]})
     assert len(suggested) == expected
     with session_factory(make_engine(settings.database_url))() as s:
@@ -167,7 +167,7 @@ def test_a_restarted_searcher_adopts_rows_sampled_after_its_snapshot(tmp_path: P
     orphan = searcher().suggest("old")["trial"]["trial_id"]  # sampled, then the driver died
     fresh = searcher()  # restored from an older snapshot: knows nothing
     assert fresh.suggest("t0")["trial"]["trial_id"] == orphan
-    fresh.on_trial_complete("t0", result={"kind": "final", "robust_acc": 0.4, "gpu_seconds": 1.0})
+    fresh.on_trial_complete("t0", result={"kind": "final", "robust_acc": 0.4, "trial_device_seconds": 1.0})
     second = fresh.suggest("t1")["trial"]["trial_id"]
     assert second != orphan and fresh.suggest("t2") == Searcher.FINISHED
     with session_factory(make_engine(settings.database_url))() as s:
@@ -190,7 +190,8 @@ def test_searcher_stops_at_its_gpu_hour_budget(tmp_path: Path) -> None:
     ran = 0
     while (cfg := searcher.suggest(f"t{ran}")) != Searcher.FINISHED:
         assert cfg is not None
-        searcher.on_trial_complete(f"t{ran}", result={"kind": "final", "robust_acc": 0.3, "gpu_seconds": 2.0})
+        searcher.on_trial_complete(f"t{ran}", result={"kind": "final", "robust_acc": 0.3,
+                                                      "trial_device_seconds": 2.0})
         ran += 1
     assert ran == 2 and searcher.spent_seconds == 4.0
 
@@ -237,11 +238,11 @@ def local_ray() -> Iterator[None]:
 def _run_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any], name: str) -> tuple[Settings, int]:
     from workers.driver import run
 
+    from search_spaces.run_context import RunContext
+
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'rg.db'}", storage_path=str(tmp_path / "ray_results"))
-    monkeypatch.setenv("ROBUSTGRID_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ROBUSTGRID_STORAGE_PATH", settings.storage_path)
     sweep_id = _store(settings, spec, name)
-    assert run(sweep_id) == 0
+    assert run(sweep_id, RunContext(database_url=settings.database_url, storage_path=settings.storage_path)) == 0
     return settings, sweep_id
 
 
@@ -286,6 +287,6 @@ def test_asha_stops_trials_at_rungs_and_says_why(local_ray, tmp_path, monkeypatc
         assert t.error.startswith("asha: stopped at epoch ") and "below the rung cutoff" in t.error
         rung = int(t.error.removeprefix("asha: stopped at epoch ").split()[0])
         assert rung in (1, 2) and epochs[t.id] == list(range(1, rung + 1)), (t.error, epochs[t.id])
-        assert finals[t.id] == 0 and t.gpu_seconds > 0
+        assert finals[t.id] == 0 and t.device_seconds > 0
     for t in completed:
         assert epochs[t.id] == [1, 2, 3] and finals[t.id] == 2  # best and last, PGD

@@ -18,7 +18,7 @@ from db.sweeps import create_sweep, get_sweep, get_trial
 from search_spaces.config import ScheduleConfig, TrialConfig, schedule_error
 from workers.db_writer import DBWriter
 from workers.final_eval import train_and_evaluate
-from workers.init_from import load_init_weights
+from workers.init_from import load_init_weights, resolve_init_from
 from workers.methods import MethodOutput
 from workers.optim import validate_schedule
 from workers.trainer import NonFiniteLoss, Trainer, TrainState
@@ -45,7 +45,7 @@ def store(tmp_path: Path) -> tuple[str, int, list[int]]:
     url = f"sqlite:///{tmp_path / 'rg.db'}"
     upgrade(make_engine(url))
     trials = [{"config": {}, "config_hash": f"h{i}", "arch": "wrn-d1-1-1-w1-1-1", "depths": "1-1-1", "widths": "1-1-1",
-               "params": 1, "flops": 1, "method": "sat", "lam": 1.0, "eps": 8 / 255, "norm": "linf",
+               "params": 1, "macs": 1, "method": "sat", "lam": 1.0, "eps": 8 / 255, "norm": "linf",
                "dataset": "synthetic", "n_train": 320, "seed": i} for i in range(2)]  # fmt: skip
     with session_factory(make_engine(url)).begin() as s:
         sweep = create_sweep(s, name="s", spec={}, trials=trials, code_version="test")
@@ -127,16 +127,21 @@ def test_init_from_trial_ref_and_paths(tmp_path: Path, monkeypatch: pytest.Monke
                trial_dir / "checkpoint_000001" / "state.pt")
     torch.save(state.to_dict(), trial_dir / "checkpoint_000003" / "state.pt")
     torch.save(state.model, tmp_path / "bare.pt")
-    monkeypatch.setenv("ROBUSTGRID_STORAGE_PATH", str(tmp_path / "storage"))
-    for ref in ("trial:7", str(trial_dir), str(tmp_path / "bare.pt")):
+    storage = str(tmp_path / "storage")  # the run context's storage path: the driver resolves trial refs with it
+    resolved = resolve_init_from("trial:7", storage_path=storage)
+    assert resolved == trial_dir / "checkpoint_000003" / "state.pt"
+    for ref in (str(resolved), str(trial_dir), str(tmp_path / "bare.pt")):
         loaded = Trainer(cfg.model_copy(update={"init_from": ref, "seed": 5}), device=CPU, data_root=None)
         for k, v in loaded.model.state_dict().items():
             assert torch.equal(v, state.model[k]), (ref, k)
+    monkeypatch.setenv("ROBUSTGRID_STORAGE_PATH", storage)  # never read: a trial ref needs the storage path passed in
+    with pytest.raises(ValueError, match="storage path"):
+        load_init_weights("trial:7")
     with pytest.raises(FileNotFoundError, match="init_from"):
-        load_init_weights("trial:8")
+        load_init_weights("trial:8", storage_path=storage)
     (tmp_path / "storage" / "sweep-1-other" / "trial-7").mkdir(parents=True)  # same id in another database
     with pytest.raises(ValueError, match="ambiguous"):
-        load_init_weights("trial:7")
+        load_init_weights("trial:7", storage_path=storage)
 
 
 @pytest.mark.parametrize("kind", ["piecewise", "cosine"])

@@ -2,7 +2,7 @@
 
 A sweep of short trials is planned by search_spaces, stored in a temporary SQLite database with
 db.sweeps.create_sweep, and run in-process by workers.driver.build_tuner(...).fit() on a local Ray runtime with
-`cpus` CPUs (one trial per CPU). Busy time is each trial's own reported seconds (the `gpu_seconds` the DBWriter
+`cpus` CPUs (one trial per CPU). Busy time is each trial's own reported seconds (the `device_seconds` the DBWriter
 stores: its training epochs plus its final evaluation); occupancy = sum(busy) / (fit wall time x slots), and the
 fixed overhead per trial = (fit wall time x slots - sum(busy)) / trials. The overhead is split into the part
 inside a trial's DB lifetime (started_at .. ended_at: process start, imports, data, model, checkpoints) and the
@@ -39,16 +39,13 @@ def store(database_url: str, spec: Any, storage_path: str) -> int:
     from db.sweeps import create_sweep
     from search_spaces.plan import make_plan
     from search_spaces.provenance import code_version
+    from search_spaces.stored import StoredSweep
 
     upgrade(database_url)
     plan = make_plan(spec, max_trials=len(spec.seeds), storage_path=storage_path)
-    rows = []
-    for i, t in enumerate(plan.trials):
-        row = t.row()
-        row.pop("est_gpu_seconds")
-        rows.append(row | {"idx": i, "config": t.config.model_dump(mode="json"), "config_hash": t.config_hash})
+    rows = [t.stored_row() | {"idx": i} for i, t in enumerate(plan.trials)]
     with session_factory(make_engine(database_url)).begin() as s:
-        sweep = create_sweep(s, name=spec.name, spec=spec.model_dump(mode="json"), trials=rows,
+        sweep = create_sweep(s, name=spec.name, spec=StoredSweep(spec=spec).to_json(), trials=rows,
                              code_version=code_version())
         return sweep.id
 
@@ -58,6 +55,7 @@ def occupancy(*, n_trials: int = 16, n_train: int = 1024, cpus: int = 2, data_ro
 
     from db.engine import make_engine, session_factory
     from db.sweeps import list_trials
+    from search_spaces.run_context import RunContext
     from workers.driver import build_tuner
 
     with tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp:
@@ -67,7 +65,8 @@ def occupancy(*, n_trials: int = 16, n_train: int = 1024, cpus: int = 2, data_ro
         if started_here:
             ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
-            tuner = build_tuner(sweep_id, database_url=url, storage_path=str(Path(tmp) / "ray"), data_root=data_root)
+            context = RunContext(database_url=url, storage_path=str(Path(tmp).resolve() / "ray"), data_root=data_root)
+            tuner = build_tuner(sweep_id, context)
             t0, epoch0 = time.perf_counter(), time.time()
             if tuner is not None:
                 tuner.fit()
@@ -77,11 +76,11 @@ def occupancy(*, n_trials: int = 16, n_train: int = 1024, cpus: int = 2, data_ro
                 ray.shutdown()
         with session_factory(make_engine(url))() as s:
             trials = list_trials(s, sweep_id=sweep_id)
-            done = [t for t in trials if t.status == "completed" and t.gpu_seconds is not None]
-            busy = [float(t.gpu_seconds) for t in done]  # type: ignore[arg-type]
+            done = [t for t in trials if t.status == "completed" and t.device_seconds is not None]
+            busy = [float(t.device_seconds) for t in done]  # type: ignore[arg-type]
             lifetimes = [(t.ended_at - t.started_at).total_seconds() for t in done if t.started_at and t.ended_at]
             timeline = sorted((round(_epoch(t.started_at) - epoch0, 2), round(_epoch(t.ended_at) - epoch0, 2),
-                               round(float(t.gpu_seconds), 2)) for t in done if t.started_at and t.ended_at)
+                               round(float(t.device_seconds), 2)) for t in done if t.started_at and t.ended_at)
     slots = min(cpus, n_trials)
     if len(done) < n_trials:
         return Row("B5", "sweep occupancy", None, TARGET, text=f"failed: {len(done)}/{n_trials} trials completed")

@@ -17,8 +17,6 @@ from typing import Any
 
 from torch import Tensor
 
-ENV_DATA_ROOT = "ROBUSTGRID_DATA_ROOT"  # fallback when load_splits gets data_root=None
-
 
 @dataclass
 class RawData:
@@ -54,10 +52,9 @@ class DatasetSpec:
         """The resolved dataset root (`None` for sources that need none). Raises ValueError for a bad root."""
         if not self.needs_root:
             return None
-        if data_root is None:
-            data_root = os.environ.get(ENV_DATA_ROOT) or None
-        if data_root is None:
-            raise ValueError(f"dataset '{self.name}' needs a data_root (argument or ${ENV_DATA_ROOT})")
+        if data_root is None:  # passed in by the caller (the run context's data root); never read from the environment
+            raise ValueError(f"data_root: dataset '{self.name}' needs a data root (--data-root or the service's "
+                             f"data_root setting)")
         root = Path(data_root).expanduser()
         if not root.is_dir():
             raise ValueError(f"data_root: '{data_root}' does not exist")

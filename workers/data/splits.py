@@ -102,7 +102,7 @@ def load_splits(
 ) -> DataSplits:
     """Decode (or load from the cache) `cfg.dataset`, carve val/train/test and move them to `device`.
 
-    data_root None: $ROBUSTGRID_DATA_ROOT (not needed by `synthetic`). source_options go to the source (for
+    data_root: where the dataset lives (None only for datasets that need none: `synthetic`). source_options go to the source (for
     `synthetic`: n_train, n_test, noise, seed) and are part of the cache key. Raises ValueError for an unknown
     dataset or a missing data_root, DatasetNotFoundError when files are missing and cannot be downloaded."""
     spec = get_dataset(cfg.dataset)

@@ -1,11 +1,11 @@
 """Benchmark: trial-epochs that ASHA, NSGA-II and TPE need to recover a full grid's top-5 and Pareto front.
 
-    .venv/bin/python -m workers.bench_search grid   --workdir .data/bench-search   # run the full grid (Ray Tune)
-    .venv/bin/python -m workers.bench_search replay --workdir .data/bench-search   # replay the searches on it
-    .venv/bin/python -m workers.bench_search real   --workdir .data/bench-search   # one real ASHA and NSGA-II run
+    .venv/bin/python -m service.bench.search grid   --workdir .data/bench-search   # run the full grid (Ray Tune)
+    .venv/bin/python -m service.bench.search replay --workdir .data/bench-search   # replay the searches on it
+    .venv/bin/python -m service.bench.search real   --workdir .data/bench-search   # one real ASHA and NSGA-II run
 
 `grid` runs the proxy grid through the real driver (Ray Tune, in-process local Ray) and records every epoch.
-`replay` then runs the project's own ASHA scheduler (workers.tune_search.RungStopper) and Optuna searcher
+`replay` then runs (workers.bench.search_replay) the project's own ASHA scheduler (workers.tune_search.RungStopper) and Optuna searcher
 (CandidateSearcher around OptunaSearch with NSGAIISampler / TPESampler) against that table, many times over
 (trial arrival orders for ASHA, sampler seeds for NSGA-II and TPE), answering each trial with what the grid
 measured for it (a tabular benchmark: training is seeded, so a re-run of a configuration reproduces its row).
@@ -16,19 +16,20 @@ parameter count. The searchers see what they see in production: validation robus
 the best checkpoint's for NSGA-II and TPE). Recovery: ASHA recovers the top-5 when all five ran to completion (it
 trains every configuration at least to its first rung); a sampler recovers a set when it has evaluated all of its
 members. Trial-epochs: epochs trained, summed over trials (the grid: trials x epochs).
+
+Sweeps are stored through the service (service.submission.store_sweep) and run by the driver in-process with an
+explicit run context; the torch and Ray side is imported lazily from workers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -59,32 +60,29 @@ def _settings(workdir: Path, name: str) -> Any:
 
 def _run_sweep(workdir: Path, spec: dict[str, Any], name: str) -> tuple[Any, int, float]:
     """Store `spec` and run it with the real driver on a private local Ray; (settings, sweep id, wall seconds)."""
-    import ray
-
     from db.engine import make_engine, session_factory, upgrade
+    from search_spaces.run_context import RunContext
     from search_spaces.spec import SweepSpec
     from service.schemas import SweepRequest
     from service.submission import store_sweep
+    from workers.bench.search_replay import start_local_ray
     from workers.driver import run
 
     settings = _settings(workdir, name)
-    os.environ["ROBUSTGRID_DATABASE_URL"] = settings.database_url
-    os.environ["ROBUSTGRID_STORAGE_PATH"] = settings.storage_path
     engine = make_engine(settings.database_url)
     upgrade(engine)
     with session_factory(engine)() as s:
         sweep_id = store_sweep(s, SweepRequest(spec=SweepSpec(**(spec | {"name": name}))), settings)[0].id
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 _temp_dir=tempfile.mkdtemp(prefix="rgbench-"))
+    start_local_ray(num_cpus=2)
     t0 = time.monotonic()
-    run(sweep_id)
+    run(sweep_id, RunContext(database_url=settings.database_url, storage_path=settings.storage_path))
     return settings, sweep_id, time.monotonic() - t0
 
 
 def table(settings: Any, sweep_id: int) -> list[dict[str, Any]]:
     """One row per trial: config hash, params, status, per-epoch validation robust accuracy and seconds, the best
     checkpoint's validation robust accuracy (the trainable's final `robust_acc`) and its test PGD robust accuracy."""
+    from db.contract import DEFAULT_ATTACK
     from db.engine import make_engine, session_factory
     from db.results import query_results
     from db.sweeps import list_trials
@@ -92,14 +90,14 @@ def table(settings: Any, sweep_id: int) -> list[dict[str, Any]]:
 
     rows = []
     with session_factory(make_engine(settings.database_url))() as s:
-        final = {r["trial"]: r["robust_acc"] for r in query_results(s, filters={"sweep": sweep_id, "checkpoint": "best"})
-                 if str(r["attack"]).startswith("pgd")}
+        best = {"sweep": sweep_id, "checkpoint": "best", "attack": DEFAULT_ATTACK}
+        final = {r["trial"]: r["robust_acc"] for r in query_results(s, filters=best)}
         for t in list_trials(s, sweep_id=sweep_id):
             cfg = TrialConfig.model_validate(t.config)
             val = [m.robust_acc for m in t.epoch_metrics]
             eligible = [(v, e) for e, v in enumerate(val, 1) if e > cfg.best_from * cfg.epochs - 1e-9]
             rows.append({"trial": t.id, "hash": t.config_hash, "arch": t.arch, "params": t.params, "status": t.status,
-                         "epochs_run": len(val), "val": val, "seconds": [m.seconds for m in t.epoch_metrics],
+                         "epochs_run": len(val), "val": val, "seconds": [m.device_seconds for m in t.epoch_metrics],
                          "best_val": max(eligible)[0] if eligible and len(val) == cfg.epochs else None,
                          "test": final.get(t.id)})
     return rows
@@ -125,72 +123,22 @@ def front(rows: list[dict[str, Any]]) -> set[str]:
 # ------------------------------------------------------------------------------------------------------ replays
 
 
-def replay_asha(grid: list[dict[str, Any]], order: list[int], *, epochs: int, grace: int, rf: float,
-                workers: int = 2) -> dict[str, Any]:
-    """Event simulation of `workers` parallel workers taking trials in `order`, epoch by epoch with the grid's
-    measured epoch times; the project's RungStopper decides at every epoch."""
-    from ray.tune.schedulers import TrialScheduler
-
-    from workers.tune_search import RungStopper
-
-    sched = RungStopper(epochs=epochs, grace_period=grace, reduction_factor=rf)
-    queue, running, done, trained = list(order), [], set(), 0  # running: [time of next report, idx, epoch]
-    clock = 0.0
-    while queue or running:
-        while queue and len(running) < workers:
-            i = queue.pop(0)
-            sched.on_trial_add(None, SimpleNamespace(trial_id=str(i)))
-            running.append([clock + grid[i]["seconds"][0], i, 1])
-        running.sort()
-        clock, i, e = running.pop(0)
-        trained += 1
-        result = {"kind": "epoch", "epoch": e, "robust_acc": grid[i]["val"][e - 1]}
-        if sched.on_trial_result(None, SimpleNamespace(trial_id=str(i)), result) == TrialScheduler.STOP:
-            continue
-        if e == epochs:
-            done.add(grid[i]["hash"])
-            continue
-        running.append([clock + grid[i]["seconds"][e], i, e + 1])
-    return {"trial_epochs": trained, "completed": done}
-
-
-def replay_sampler(grid: list[dict[str, Any]], spec: dict[str, Any], *, workdir: Path, concurrent: int = 2
-                   ) -> list[str]:
-    """The order in which the project's CandidateSearcher (Optuna inside) evaluates the grid's configurations when
-    every trial is answered with the grid's measured values; all configurations are eventually taken."""
-    from ray.tune.search import Searcher
-
+def replay_sampler(grid: list[dict[str, Any]], spec: dict[str, Any], *, workdir: Path) -> list[str]:
+    """Store `spec` (a search) in a scratch database through the service and replay its searcher on the grid
+    (workers.bench.search_replay.replay_sampler)."""
     from db.engine import make_engine, session_factory, upgrade
     from search_spaces.spec import SweepSpec
     from service.schemas import SweepRequest
     from service.submission import store_sweep
-    from workers.driver import _candidates
-    from workers.tune_search import CandidateSearcher
+    from workers.bench.search_replay import replay_sampler as replay
 
-    by_hash = {r["hash"]: r for r in grid}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         settings = _settings(Path(tmp), "replay")
         engine = make_engine(settings.database_url)
         upgrade(engine)
         with session_factory(engine)() as s:
             sweep_id = store_sweep(s, SweepRequest(spec=SweepSpec(**spec)), settings)[0].id
-        sweep_spec = SweepSpec(**spec)
-        searcher = CandidateSearcher(sweep_spec.search, _candidates(sweep_spec, cluster_gpus=0, gpu_gib=16.0),
-                                     database_url=settings.database_url, sweep_id=sweep_id, data_root=None)
-        order, live = [], []
-        for k in range(10 * len(grid)):
-            cfg = searcher.suggest(f"t{k}")
-            if cfg == Searcher.FINISHED:
-                break
-            if cfg is not None:
-                h = next(c.row["config_hash"] for c in searcher.candidates if c.row["config"] == cfg["trial"]["config"])
-                order.append(h)
-                live.append((f"t{k}", h, cfg["trial"]["known"]))
-            if len(live) >= concurrent or cfg is None:
-                tid, h, known = live.pop(0)
-                row = by_hash[h]
-                searcher.on_trial_complete(tid, result={"kind": "final", "robust_acc": row["best_val"],
-                                                        "gpu_seconds": sum(row["seconds"]), **known})
+        order = replay(grid, SweepSpec(**spec), database_url=settings.database_url, sweep_id=sweep_id)
         engine.dispose()
     return order
 
@@ -227,6 +175,8 @@ def replay(workdir: Path, seeds: int) -> dict[str, Any]:
                            "top5": sorted(truth_top), "front": sorted(truth_front), "methods": {}}
     out["spearman_vs_test"] = rank_signal(rows, epochs)
     best = top_k(rows, 1)
+    from workers.bench.search_replay import replay_asha
+
     rng = np.random.default_rng(0)
     for rf in (2.0, 3.0):
         runs = [replay_asha(rows, list(rng.permutation(n)), epochs=epochs, grace=1, rf=rf) for _ in range(seeds)]
@@ -259,7 +209,7 @@ def replay(workdir: Path, seeds: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m workers.bench_search", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m service.bench.search", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("step", choices=("grid", "replay", "real"))
     p.add_argument("--workdir", type=Path, default=Path(".data/bench-search"))
