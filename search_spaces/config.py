@@ -21,17 +21,34 @@ Checkpoint = Literal["best", "last"]
 
 
 class AttackConfig(BaseModel):
-    """One attack's settings. `step_size=None` means eps/10 (the evaluation default of science.md)."""
+    """One attack's settings. The step is absolute (`step_size`, pixel units) or relative to eps (`step_rel`);
+    absolute wins when both are set. Neither: the reference rule of the norm, eps/10 (L-inf) or 2.5 eps / steps
+    (L2), which is also what a config stored before relative steps meant by `step_size: null`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "pgd"  # registry name in workers.attacks
     steps: int = Field(10, ge=1)  # iterations
-    step_size: float | None = Field(2 / 255, ge=0.0, le=1.0)  # pixel units per step; None -> eps/10
+    step_size: float | None = Field(None, ge=0.0, le=1.0)  # pixel units per step; wins over step_rel
+    step_rel: float | None = Field(None, gt=0.0)  # step as a multiple of eps (0.25: eps/4)
+    step_rel_l2: float | None = Field(None, gt=0.0)  # multiple of eps used instead of step_rel when norm is l2
     start: Start = "uniform"
+    kappa: float = Field(50.0, ge=0.0)  # CW margin, logits units (cw only; the reference's 50)
 
-    def resolved_step_size(self, eps: float) -> float:
-        return eps / 10 if self.step_size is None else self.step_size
+    def resolved_step_size(self, eps: float, norm: str) -> float:
+        """Pixel units per step for radius eps (pixel units) under `norm` ('linf' | 'l2')."""
+        if self.step_size is not None:
+            return self.step_size
+        rel = self.step_rel_l2 if norm == "l2" and self.step_rel_l2 is not None else self.step_rel
+        if rel is not None:
+            return rel * eps
+        return reference_step_size(eps, norm, self.steps)
+
+
+def reference_step_size(eps: float, norm: str, steps: int) -> float:
+    """The default step when none is configured: eps/10 for L-inf (science.md's evaluation attack), 2.5 eps / steps
+    for L2 (Madry et al.'s L2 PGD)."""
+    return 2.5 * eps / steps if norm == "l2" else eps / 10
 
 
 class ScheduleConfig(BaseModel):
@@ -57,6 +74,8 @@ class TrialConfig(BaseModel):
     depths: tuple[int, ...] = (5, 5, 5)  # residual blocks per stage (D1, D2, D3); 0 removes a stage
     widths: tuple[float, ...] = (10.0, 10.0, 10.0)  # width factor per stage (channels 16*W1, 32*W2, 64*W3)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    wrn_shortcut: Literal["raw", "preact"] = "raw"  # wrn: input of an equal-channel stride-2 block's 1x1 shortcut
+    # (raw: the block's input, as RobustWRN's code; preact: its first BN-ReLU output)
 
     # training method and threat model
     method: str = "sat"  # registry name in workers.methods
@@ -65,8 +84,9 @@ class TrialConfig(BaseModel):
     war_alpha: float = Field(0.1, gt=0.0)  # WAR's lambda step
     eps: float = Field(8 / 255, ge=0.0, le=1.0)  # attack radius, pixel units
     norm: Norm = "linf"
-    train_attack: AttackConfig = AttackConfig()
-    eval_attack: AttackConfig = AttackConfig(steps=20, step_size=None)
+    train_attack: AttackConfig = AttackConfig(step_rel=0.25, step_rel_l2=0.25)  # PGD-10, step eps/4 (2/255 at
+    # 8/255; L2: 2.5 eps / steps); a train_attack given without a step gets the same rule (_train_step below)
+    eval_attack: AttackConfig = AttackConfig(steps=20)  # PGD-20, step eps/10 (L2: 2.5 eps / 20)
     bn_mode_attack: BNMode = "eval"  # BN mode while generating training attacks
 
     # data
@@ -86,6 +106,8 @@ class TrialConfig(BaseModel):
     grad_clip: float | None = Field(5.0, gt=0.0)  # max global grad norm; None: off
     schedule: ScheduleConfig = ScheduleConfig()
     best_from: float = Field(0.5, ge=0.0, le=1.0)  # best checkpoint chosen from this fraction of epochs on
+    select_on: Literal["val", "test", "last"] = "val"  # best checkpoint by per-epoch robust accuracy on the
+    # validation split (val_size > 0), on the test set (the studies' protocol), or none: best = last
 
     # evaluation and execution
     final_attacks: tuple[str, ...] = ("pgd",)  # run on the best and the last checkpoint: pgd | fgsm | cw | autoattack
@@ -124,6 +146,14 @@ class TrialConfig(BaseModel):
             raise ValueError(f"unknown attack {unknown[0]!r}; known: {', '.join(EVAL_ATTACKS)}" if v else "empty")
         return v
 
+    @field_validator("train_attack")
+    @classmethod
+    def _train_step(cls, v: AttackConfig) -> AttackConfig:
+        """Training attacks without a step: eps/4 (L-inf, science.md) and 2.5 eps / steps (L2), written out."""
+        if v.step_size is None and v.step_rel is None:
+            return v.model_copy(update={"step_rel": 0.25, "step_rel_l2": v.step_rel_l2 or 2.5 / v.steps})
+        return v
+
     @field_validator("init_from")
     @classmethod
     def _init_from(cls, v: str | None) -> str | None:
@@ -137,6 +167,10 @@ class TrialConfig(BaseModel):
             raise ValueError(f"depths ({len(self.depths)} stages) and widths ({len(self.widths)}) differ in length")
         if self.method.startswith("war_") and self.zeta is None:
             raise _field_error(("zeta",), None, f"{self.method} needs zeta > 0 (WAR's target ratio)")
+        if self.val_size == 0 and self.select_on == "val":
+            raise _field_error(("val_size",), 0, "0 leaves no validation split to select the best checkpoint on "
+                               "(select_on 'val'): set val_size > 0, or select_on 'test' (the studies' protocol) "
+                               "or 'last'")
         bad = schedule_error(self.schedule, self.epochs)
         if bad is not None:
             raise _field_error(("schedule", "milestones"), list(self.schedule.milestones), bad)

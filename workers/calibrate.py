@@ -47,7 +47,7 @@ def probe_config(device: torch.device, *, depths: tuple[int, ...] | None = None,
     batch, n_steps = batch_size or b, steps or s
     return TrialConfig(
         model="wrn", depths=depths or d, widths=widths or w, method="sat", dataset="synthetic",
-        n_train=max(batch * n_steps, 10), val_size=0, epochs=2, batch_size=batch, schedule={"kind": "constant"},
+        n_train=max(batch * n_steps, 10), val_size=0, select_on="last", epochs=2, batch_size=batch, schedule={"kind": "constant"},
         train_attack={"steps": attack_steps or k, "step_size": 2 / 255}, seed=0,
     )
 

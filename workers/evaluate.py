@@ -1,7 +1,12 @@
 """Clean accuracy, robust accuracy and perturbation stability of a model under one attack.
 
-Counts are kept as integers so the identity robust = correct AND stable can be checked on stored rows:
-n_robust <= min(n_correct, n_stable) and n_robust >= n_correct + n_stable - n_total.
+Robust means correct AND stable (AutoAttack's and RobustBench's convention): an example counts as robust only when
+it is classified correctly clean and after the attack, so an attack that turns a wrong prediction into a right one
+never adds robustness, and n_robust = |correct AND stable| exactly. Counts are kept as integers so the identity
+can be checked on stored rows (n_robust <= min(n_correct, n_stable), n_robust >= n_correct + n_stable - n_total).
+
+The attack runs in the caller's precision (bf16 autocast on CUDA); the predictions and losses that make the counts
+are measured in fp32, autocast off.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ Attack = Callable[..., Tensor]
 class EvalCounts:
     n_total: int = 0
     n_correct: int = 0  # argmax f(x) == y
-    n_robust: int = 0  # argmax f(x') == y
+    n_robust: int = 0  # argmax f(x) == y and argmax f(x') == y (correct AND stable)
     n_stable: int = 0  # argmax f(x') == argmax f(x)
     clean_loss_sum: float = 0.0
     adv_loss_sum: float = 0.0
@@ -45,6 +50,11 @@ def to_float(x_u8: Tensor, memory_format: torch.memory_format = torch.contiguous
     return x_u8.float().div_(255.0).contiguous(memory_format=memory_format)
 
 
+def fp32(x: Tensor) -> torch.autocast:
+    """Autocast off on x's device: metrics run in fp32 even inside a bf16 training or attack context."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
 def layout_of(model: nn.Module) -> torch.memory_format:
     """channels_last when the model's conv weights are (the trainer's layout on CUDA), else contiguous."""
     w = next((p for p in model.parameters() if p.dim() == 4), None)
@@ -62,8 +72,9 @@ def evaluate(
     batch_size: int,
     on_batch: Callable[[Tensor, Tensor], None] | None = None,
 ) -> dict[str, float | int]:
-    """Evaluate in eval mode (the caller's mode is restored). `attack(model, x, y) -> x_adv`; None: clean only
-    (robust = clean). `on_batch(x, x_adv)` sees every batch (for extra metrics such as the Lipschitz estimate)."""
+    """Evaluate in eval mode (the caller's mode is restored). `attack(model, x, y) -> x_adv` under the caller's
+    autocast; None: clean only (robust = clean). The logits are computed in fp32 (autocast off).
+    `on_batch(x, x_adv)` sees every batch (for extra metrics such as the Lipschitz estimate)."""
     was_training = model.training
     model.eval()
     fmt = layout_of(model)
@@ -72,13 +83,14 @@ def evaluate(
     try:
         for i in range(0, len(y), batch_size):
             x, t = to_float(x_u8[i : i + batch_size], fmt), y[i : i + batch_size]
-            with torch.no_grad():
+            with torch.no_grad(), fp32(x):
                 logits = model(x).float()  # (B, K)
             x_adv = attack(model, x, t) if attack is not None else x
-            with torch.no_grad():
-                adv_logits = logits if attack is None else model(x_adv).float()
+            with torch.no_grad(), fp32(x):
+                adv_logits = logits if attack is None else model(x_adv.float()).float()
                 pred, adv_pred = logits.argmax(1), adv_logits.argmax(1)
-                sums += torch.stack([(pred == t).sum(), (adv_pred == t).sum(), (adv_pred == pred).sum(),
+                correct = pred == t
+                sums += torch.stack([correct.sum(), (correct & (adv_pred == t)).sum(), (adv_pred == pred).sum(),
                                      F.cross_entropy(logits, t, reduction="sum"),
                                      F.cross_entropy(adv_logits, t, reduction="sum")]).double()
             if on_batch is not None:

@@ -76,7 +76,9 @@ def eval_attack(cfg: TrialConfig, name: str = "pgd") -> Callable[..., Tensor] | 
         return None
     if name == "fgsm":  # the classic single step of size eps from x itself
         return make_attack("fgsm", eps=cfg.eps, norm=cfg.norm, steps=1, step_size=None, start="none")
-    return make_attack(name, eps=cfg.eps, norm=cfg.norm, steps=a.steps, step_size=a.resolved_step_size(cfg.eps), start=a.start)
+    options = {"kappa": a.kappa} if name == "cw" else {}
+    return make_attack(name, eps=cfg.eps, norm=cfg.norm, steps=a.steps, step_size=a.resolved_step_size(cfg.eps, cfg.norm),
+                       start=a.start, **options)
 
 
 def attack_key(cfg: TrialConfig, name: str) -> str:
@@ -96,6 +98,7 @@ class Trainer:
         self.model = build_model(
             cfg.model, depths=cfg.depths, widths=cfg.widths, num_classes=d.num_classes, mean=d.mean, std=d.std,
             in_channels=d.channels, dropout=cfg.dropout,
+            **({"stride_shortcut_input": cfg.wrn_shortcut} if cfg.model == "wrn" else {}),
         ).to(device)
         if cfg.init_from is not None:  # fine-tuning from another run's weights (eps* fast approximation)
             from workers.init_from import load_init_weights
@@ -104,7 +107,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.method = get_method(cfg.method)
         a = cfg.train_attack
-        step = a.resolved_step_size(cfg.eps)
+        step = a.resolved_step_size(cfg.eps, cfg.norm)
         self.ctx = MethodContext(
             eps=cfg.eps, norm=cfg.norm, lam=cfg.lam,
             attack=make_attack(a.name, eps=cfg.eps, norm=cfg.norm, steps=a.steps, step_size=step, start=a.start),
@@ -198,10 +201,12 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"], "lam_trajectory": lam_traj or None,
         }
 
-    def validate(self) -> dict[str, Any]:
+    def validate(self, split: str = "val") -> dict[str, Any]:
+        """Per-epoch metrics on the validation split, or on the test set for cfg.select_on == 'test'."""
         d = self.data
+        x, y = (d.test_x, d.test_y) if split == "test" else (d.val_x, d.val_y)
         with autocast(self.cfg, self.device):
-            m = evaluate(self.model, d.val_x, d.val_y, attack=eval_attack(self.cfg), batch_size=self.cfg.eval_batch_size)
+            m = evaluate(self.model, x, y, attack=eval_attack(self.cfg), batch_size=self.cfg.eval_batch_size)
         return {k: m[k] for k in ("clean_acc", "robust_acc", "stability", "clean_loss_test", "adv_loss_test")}
 
     # -- the whole run ----------------------------------------------------------------------------------------
@@ -210,12 +215,14 @@ class Trainer:
         for epoch in range(self.state.epoch, cfg.epochs):
             t0 = time.perf_counter()
             metrics = self.train_epoch(epoch)
-            metrics.update(self.validate() if len(self.data.val_y) else {})
+            split = "test" if cfg.select_on == "test" else "val"  # per-epoch evaluation and best selection
+            metrics.update(self.validate(split) if split == "test" or len(self.data.val_y) else {})
             _sync(self.device)
             metrics["seconds"] = time.perf_counter() - t0
             self.state.seconds += metrics["seconds"]
             self.state.epoch = epoch + 1
-            if epoch + 1 > cfg.best_from * cfg.epochs - 1e-9 and metrics.get("robust_acc", 0.0) > self.state.best_robust_acc:
+            if (cfg.select_on != "last" and epoch + 1 > cfg.best_from * cfg.epochs - 1e-9
+                    and metrics["robust_acc"] > self.state.best_robust_acc):
                 self.state.best_robust_acc = metrics["robust_acc"]
                 self.state.best_epoch = epoch + 1
                 self.state.best_model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}

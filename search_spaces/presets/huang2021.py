@@ -2,7 +2,7 @@
 NeurIPS 2021 (arXiv:2110.03825, github.com/HanxunH/RobustWRN). Stage-wise WRN grids, SAT (PGD-10) on CIFAR-10.
 
 Fidelity (RobustWRN `configs/config-WRN-34-R/WRN-34-R-madrys.yaml`): 100 epochs, SGD lr 0.1 momentum 0.9,
-weight decay 2e-4, batch 128, grad-norm clip 5, lr x0.1 at epochs 75 and 90; PGD-10 at 8/255 with step 2/255
+weight decay 2e-4, batch 128, grad-norm clip 5, lr x0.1 at epochs 75 and 90; PGD-10 at 8/255 with step eps/4 = 2/255
 and a random start (the SAT defaults of TrialConfig and the catalog). Milestones are fractions of the epochs, so
 an `epochs` override keeps the schedule's shape.
 """

@@ -4,10 +4,11 @@
 Width k is the `gamma` axis over w1-1-1, so the width multiplier override scales k. Fidelity:
 - TRADES (lambda = beta in {6, ..., 21}): the TRADES reference script (github.com/yaodongyu/TRADES
   `train_trades_cifar10.py`): 76 epochs, lr 0.1, x0.1 from its 1-indexed epoch 75 (our 0-indexed epoch 74:
-  milestone 74/76, so an `epochs` override keeps the shape), weight decay 2e-4, batch 128, PGD-10 with step
-  0.007 from x + 0.001 N(0, 1) at 8/255 (the catalog's TRADES defaults).
+  milestone 74/76, so an `epochs` override keeps the shape), weight decay 2e-4, batch 128, no gradient clipping,
+  PGD-10 with step 0.007 (at 8/255; relative to eps) from x + 0.001 N(0, 1) at 8/255 (the catalog's TRADES
+  defaults).
 - generalised AT (lambda in {1.0, ..., 2.0}): science.md's defaults (100 epochs, x0.1 at 75% and 90%, PGD-10
-  step 2/255); the digest names no other schedule for it.
+  step eps/4 = 2/255, grad-norm clip 5); the digest names no other schedule for it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ CITE = "Wu et al. 2021 (NeurIPS, 'Do wider neural networks really help adversari
 WIDTHS_K = (1, 5, 10)
 LAMBDAS = {"trades": [6.0, 9.0, 12.0, 15.0, 18.0, 21.0], "gat": [1.0, 1.25, 1.5, 1.75, 2.0]}
 SCHEDULES: dict[str, dict[str, Any]] = {
-    "trades": {"epochs": 76, "schedule": {"kind": "piecewise", "milestones": [74 / 76], "gamma": 0.1}},
+    "trades": {"epochs": 76, "schedule": {"kind": "piecewise", "milestones": [74 / 76], "gamma": 0.1},
+               "grad_clip": None},  # the TRADES reference script does not clip gradients
     "gat": {"epochs": 100, "schedule": {"kind": "piecewise", "milestones": [0.75, 0.9], "gamma": 0.1}},
 }
 OPTIM = {"lr": 0.1, "momentum": 0.9, "weight_decay": 2e-4, "batch_size": 128}

@@ -3,8 +3,8 @@ The critical attack strength eps*: a clean run (its clean test loss R0) and adve
 at two training-set sizes; db/epsilon_star.py turns the finished sweep into eps*.
 
 Assumptions (the digest fixes the grid, not the network or the schedule): PreActResNet-18 (the network science.md
-names for studies B and C; override `model`/`depths`/`widths` for others), SAT with PGD-10 step 2/255 (science.md
-section 4), 100 epochs x0.1 at 75% and 90%, SGD lr 0.1, weight decay 2e-4, batch 128. n_train "50k" is the whole
+names for studies B and C; override `model`/`depths`/`widths` for others), SAT with PGD-10 step eps/4 (science.md
+section 4; 2/255 at 8/255, following the eps grid), 100 epochs x0.1 at 75% and 90%, SGD lr 0.1, weight decay 2e-4, batch 128. n_train "50k" is the whole
 training split less the 1,000 validation images (n_train None = 49,000), since per-epoch selection needs them.
 
 eps 0 is the clean run: the method axis is zipped with the eps axis, so eps 0 expands to method `clean`

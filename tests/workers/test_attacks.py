@@ -146,3 +146,26 @@ def test_unknown_attack_and_options_raise():
         make_attack("pgd", eps=EPS, norm="l1")
     with pytest.raises(ValueError, match="start"):
         make_attack("pgd", eps=EPS, start="zeros")
+
+
+def test_l2_pgd10_with_the_configured_step_breaks_what_2_255_leaves_standing(trained):
+    """Issue 11: L2 training kept the L-inf step 2/255, so an L2 PGD-10 barely moved (0.84 robust where the right
+    step gives 0.04). The default training step now follows eps and the norm: 2.5 eps / steps at eps 1.0."""
+    from search_spaces.config import TrialConfig
+
+    model, x, y = trained
+    cfg = TrialConfig(eps=1.0, norm="l2")
+    step = cfg.train_attack.resolved_step_size(cfg.eps, cfg.norm)
+    assert step == pytest.approx(0.25)
+    torch.manual_seed(0)
+    right = accuracy(model, make_attack("pgd", eps=1.0, norm="l2", steps=10, step_size=step)(model, x, y), y)
+    torch.manual_seed(0)
+    old = accuracy(model, make_attack("pgd", eps=1.0, norm="l2", steps=10, step_size=2 / 255)(model, x, y), y)
+    assert right <= old - 0.4, (right, old)
+
+
+def test_cw_kappa_is_an_option():
+    assert make_attack("cw", eps=EPS, kappa=5.0).kappa == 5.0
+    assert make_attack("cw", eps=EPS).kappa == 50.0
+    with pytest.raises(ValueError, match="kappa"):
+        make_attack("pgd", eps=EPS, kappa=5.0)  # an option the attack does not take is named, not ignored

@@ -118,8 +118,8 @@ def test_synthetic_splits_sizes_dtypes_device() -> None:
 
 
 def test_synthetic_is_deterministic_and_sizes_overridable() -> None:
-    a = load_splits(synth(val_size=0), data_root=None, device=CPU, source_options={"n_train": 300, "n_test": 40})
-    b = load_splits(synth(val_size=0), data_root=None, device=CPU, source_options={"n_train": 300, "n_test": 40})
+    a = load_splits(synth(val_size=0, select_on="last"), data_root=None, device=CPU, source_options={"n_train": 300, "n_test": 40})
+    b = load_splits(synth(val_size=0, select_on="last"), data_root=None, device=CPU, source_options={"n_train": 300, "n_test": 40})
     assert (len(a.train_y), len(a.val_y), len(a.test_y)) == (300, 0, 40)
     assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
 
@@ -278,7 +278,7 @@ def test_cache_defaults_into_root_and_follows_tree_changes(tmp_path: Path) -> No
 
 def test_cifar10_jpeg_root_may_be_the_tree_or_its_parent(tmp_path: Path) -> None:
     write_tree(tmp_path / "cifar10-jpeg", list(CIFAR10_CLASSES), n_train=2, n_test=1, ext=".jpg")
-    cfg = TrialConfig(dataset="cifar10-jpeg", val_size=0)
+    cfg = TrialConfig(dataset="cifar10-jpeg", val_size=0, select_on="last")
     a = load_splits(cfg, data_root=tmp_path, device=CPU)
     b = load_splits(cfg, data_root=tmp_path / "cifar10-jpeg", device=CPU)
     assert a.name == b.name == "cifar10-jpeg" and a.cache_file == b.cache_file
@@ -289,7 +289,7 @@ def test_imagefolder_rejects_mixed_sizes(tmp_path: Path) -> None:
     write_tree(tmp_path, ["a"], n_train=2, n_test=1)
     Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(tmp_path / "train" / "a" / "0002.png")
     with pytest.raises(ValueError, match=r"0002\.png is 8x9, not 8x8"):
-        load_splits(TrialConfig(dataset="imagefolder", val_size=0), data_root=tmp_path, device=CPU, cache_dir=tmp_path)
+        load_splits(TrialConfig(dataset="imagefolder", val_size=0, select_on="last"), data_root=tmp_path, device=CPU, cache_dir=tmp_path)
 
 
 # --------------------------------------------------------------------------------------------------- real images
@@ -298,7 +298,7 @@ def test_imagefolder_rejects_mixed_sizes(tmp_path: Path) -> None:
 @pytest.mark.realdata
 def test_cifar10_jpeg_real_images(real_data_root: Path) -> None:
     """First run decodes the 60,000 JPEGs into <root>/.robustgrid-cache (~10 s here); later runs load it (<1 s)."""
-    s = load_splits(TrialConfig(dataset="cifar10-jpeg", val_size=0), data_root=real_data_root, device=CPU)
+    s = load_splits(TrialConfig(dataset="cifar10-jpeg", val_size=0, select_on="last"), data_root=real_data_root, device=CPU)
     assert (len(s.train_y), len(s.test_y), s.num_classes, s.name) == (50_000, 10_000, 10, "cifar10-jpeg")
     assert s.train_x.shape[1:] == (3, 32, 32) and s.classes == CIFAR10_CLASSES
     assert torch.bincount(s.train_y).tolist() == [5000] * 10 and torch.bincount(s.test_y).tolist() == [1000] * 10

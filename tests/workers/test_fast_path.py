@@ -17,7 +17,7 @@ from workers.models import build_model
 from workers.trainer import NATURAL_EVERY, Trainer, autocast, eval_attack
 
 EPS = 8 / 255
-TINY = {"depths": (1, 1, 1), "widths": (0.5, 0.5, 0.5), "dataset": "synthetic", "n_train": 640, "val_size": 0,
+TINY = {"depths": (1, 1, 1), "widths": (0.5, 0.5, 0.5), "dataset": "synthetic", "n_train": 640, "val_size": 0, "select_on": "last",
         "n_test": 1024, "epochs": 3, "batch_size": 64, "lr": 0.1, "schedule": {"kind": "constant"},
         "train_attack": {"steps": 3, "step_size": 2 / 255}, "eval_attack": {"steps": 20, "step_size": None}}
 

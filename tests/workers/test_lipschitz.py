@@ -67,3 +67,20 @@ def test_no_gradient_is_recorded():
     value, blocks = empirical_lipschitz(M(), x, (x + 0.01).clamp(0, 1))
     assert value > 0 and blocks == pytest.approx([value])
     assert lin.weight.grad is None
+
+
+def test_ratios_are_fp32_inside_bf16_autocast():
+    """bf16 autocast is for training and attacks: the Lipschitz ratios inside it equal the fp32 ones."""
+    from testkit.tiny_net import TinyNet
+
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    x = torch.rand(16, 3, 8, 8)
+    x_adv = (x + (1 / 255) * torch.randn_like(x).sign()).clamp(0, 1)
+    logits, blocks = lipschitz_ratios(model, x, x_adv)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp_logits, amp_blocks = lipschitz_ratios(model, x, x_adv)
+    assert amp_logits.dtype == torch.float32
+    torch.testing.assert_close(amp_logits, logits, rtol=1e-6, atol=0)
+    for a, b in zip(amp_blocks, blocks, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)

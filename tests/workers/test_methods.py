@@ -234,3 +234,72 @@ def test_registry_methods_contract(name):
 def test_unknown_method_raises():
     with pytest.raises(ValueError, match="unknown method 'nope'; known: .*gat"):
         get_method("nope")
+
+
+def _ce_grad_l1_max(model: nn.Module, iterates: list[Tensor], y: Tensor) -> float:
+    """science.md's local Lipschitz on given iterates: max over k of the batch mean of ||grad_x CE(f(x_k), y)||_1."""
+    best = 0.0
+    for xk in iterates:
+        xk = xk.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(xk), y, reduction="sum"), xk)
+        best = max(best, float(g.abs().flatten(1).sum(1).mean()))
+    return best
+
+
+def test_trades_local_lipschitz_is_the_ce_gradient_on_its_own_iterates():
+    """TRADES' attack maximises KL, but the logged local Lipschitz is the CE-gradient quantity of every method."""
+    torch.manual_seed(0)
+    model, x, y = TinyNet().eval(), torch.rand(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    ctx = ctx_for(None, steps=4, step_size=EPS / 4, start="normal")
+    torch.manual_seed(1)
+    out = get_method("trades")(model, x, y, ctx)
+    # the same iterates by hand: the reference's sign-gradient ascent on KL from x + 0.001 N(0, 1)
+    torch.manual_seed(1)
+    p = F.softmax(model(x), 1).detach()
+    xk = (x + 0.001 * torch.randn_like(x)).clamp(x - EPS, x + EPS).clamp(0, 1)
+    iterates = []
+    for _ in range(4):
+        iterates.append(xk)
+        xk = xk.clone().requires_grad_(True)
+        kl = (p * (p.log() - F.log_softmax(model(xk), 1))).sum()
+        (g,) = torch.autograd.grad(kl, xk)
+        xk = torch.min(torch.max(xk.detach() + EPS / 4 * g.sign(), x - EPS), x + EPS).clamp(0, 1)
+    torch.testing.assert_close(out.adv_logits, model(xk).detach(), rtol=1e-4, atol=1e-5)  # same iterates
+    assert float(out.local_lipschitz) == pytest.approx(_ce_grad_l1_max(model, iterates, y), rel=1e-4)
+
+
+def test_trades_l2_inner_max_is_the_reference_sgd_on_normalised_gradients():
+    """TRADES' official `distance == 'l_2'` branch: delta = 0.001 N(0, 1); SGD (lr 2 eps / steps) on -KL with the
+    gradient renormalised per example; then clamp x + delta to [0, 1] and renorm delta to the eps ball."""
+    torch.manual_seed(0)
+    model, x, y = TinyNet().eval(), torch.rand(8, 3, 8, 8), torch.randint(0, 10, (8,))
+    eps, steps = 0.5, 5
+    ctx = MethodContext(eps=eps, norm="l2", lam=6.0, attack=None, steps=steps, step_size=2 * eps / steps,
+                        start="normal")
+    torch.manual_seed(3)
+    out = get_method("trades")(model, x, y, ctx)
+    torch.manual_seed(3)  # the reference, transcribed
+    delta = (0.001 * torch.randn(x.shape)).requires_grad_(True)
+    opt = torch.optim.SGD([delta], lr=eps / steps * 2)
+    p = F.softmax(model(x), dim=1).detach()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = -1 * nn.KLDivLoss(reduction="sum")(F.log_softmax(model(x + delta), dim=1), p)
+        loss.backward()
+        norms = delta.grad.view(len(x), -1).norm(p=2, dim=1)
+        delta.grad.div_(norms.view(-1, 1, 1, 1))
+        opt.step()
+        delta.data.add_(x)
+        delta.data.clamp_(0, 1).sub_(x)
+        delta.data.renorm_(p=2, dim=0, maxnorm=eps)
+    model.zero_grad(set_to_none=True)
+    x_ref = (x + delta).detach()
+    assert float((x_ref - x).flatten(1).norm(dim=1).max()) > 0.9 * eps  # it does reach the boundary
+    torch.testing.assert_close(out.adv_logits, model(x_ref).detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_mart_default_start_is_normal():
+    from search_spaces.catalog import METHOD_DEFAULTS
+
+    assert METHOD_DEFAULTS["mart"]["train_attack"]["start"] == "normal"
+    assert METHOD_DEFAULTS["fgsm"]["bn_mode_attack"] == "train"

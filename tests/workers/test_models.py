@@ -261,7 +261,7 @@ def test_wrn_grid_members_build_and_run(depths, widths, last_shape):
 
 def test_stride_shortcut_input_option():
     torch.manual_seed(0)
-    pre = wrn((1, 1, 1), (4, 2, 1)).eval()
+    pre = wrn((1, 1, 1), (4, 2, 1), stride_shortcut_input="preact").eval()
     raw = wrn((1, 1, 1), (4, 2, 1), stride_shortcut_input="raw").eval()
     raw.load_state_dict(pre.state_dict())
     assert count_params(pre) == count_params(raw)
@@ -269,9 +269,16 @@ def test_stride_shortcut_input_option():
     with torch.no_grad():
         assert not torch.allclose(pre(x), raw(x))  # the equal-channel stride-2 shortcut sees a different input
         # with channels changing at every stride (w10-10-10) the two rules are the same network
-        a, b = wrn((1, 1, 1), (1, 1, 1)).eval(), wrn((1, 1, 1), (1, 1, 1), stride_shortcut_input="raw").eval()
+        a = wrn((1, 1, 1), (1, 1, 1), stride_shortcut_input="preact").eval()
+        b = wrn((1, 1, 1), (1, 1, 1), stride_shortcut_input="raw").eval()
         b.load_state_dict(a.state_dict())
         assert torch.equal(a(x), b(x))
+
+
+def test_default_shortcut_is_robustwrn_raw_input():
+    """An equal-channel stride-2 block's shortcut takes the block's raw input by default, as RobustWRN does."""
+    model = wrn((1, 1, 1), (4, 2, 2))  # channels 64, 64, 128: block2 keeps 64 at stride 2, block3 widens
+    assert model.block2.layer[0].shortcut_from_raw and not model.block3.layer[0].shortcut_from_raw
 
 
 # ---------------------------------------------------------------------------------------------- other families

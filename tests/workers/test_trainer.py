@@ -37,21 +37,21 @@ def test_train_and_evaluate_reports_every_epoch_and_both_checkpoints() -> None:
         assert m["local_lipschitz"] > 0 and m["lam_t"] == pytest.approx(1.0)
         assert m["robust_reg"] == pytest.approx(m["adv_loss_train"] - m["natural_risk"], abs=1e-4)
     assert seen[1]["clean_loss_train"] < seen[0]["clean_loss_train"]  # it learns
-    assert [(r["checkpoint"], r["attack"]) for r in rows] == [("best", "pgd3"), ("last", "pgd3")]
+    assert [(r.checkpoint, r.attack) for r in rows] == [("best", "pgd3"), ("last", "pgd3")]
     for r in rows:
-        assert r["n_total"] == 128
-        assert r["n_robust"] <= min(r["n_correct"], r["n_stable"])  # robust = correct AND stable
-        assert r["n_robust"] >= r["n_correct"] + r["n_stable"] - r["n_total"]
-        assert r["emp_lipschitz"] > 0 and len(r["emp_lipschitz_blocks"]) == 3
+        assert r.n_total == 128
+        assert r.n_robust <= min(r.n_correct, r.n_stable)  # robust = correct AND stable
+        assert r.n_robust >= r.n_correct + r.n_stable - r.n_total
+        assert r.emp_lipschitz > 0 and len(r.emp_lipschitz_blocks) == 3
 
 
 def test_best_equal_to_last_is_evaluated_once_with_identical_numbers() -> None:
     state, rows = train_and_evaluate(TrialConfig(**TINY, best_from=1.0), device=CPU, data_root=None)
     best, last = rows
     assert state.best_epoch == state.epoch == 2
-    assert {k: v for k, v in best.items() if k not in ("checkpoint", "gpu_seconds")} == \
-        {k: v for k, v in last.items() if k not in ("checkpoint", "gpu_seconds")}
-    assert last["gpu_seconds"] == 0.0
+    assert best.model_dump(exclude={"checkpoint", "device_seconds"}) == \
+        last.model_dump(exclude={"checkpoint", "device_seconds"})
+    assert last.device_seconds == 0.0
 
 
 def test_resume_from_a_snapshot_matches_an_uninterrupted_run() -> None:
@@ -100,3 +100,31 @@ def test_cli_train_runs_one_trial_without_ray(tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     rows = json.loads(out.read_text())
     assert {r["checkpoint"] for r in rows} == {"best", "last"} and "epoch 1/1" in r.stderr
+
+
+@pytest.mark.parametrize("select_on", ["test", "last"])
+def test_val_size_zero_with_an_explicit_selection_rule_trains_to_the_end(select_on: str) -> None:
+    """val_size = 0 used to crash at the first epoch eligible for the best checkpoint; 'test' selects on the test
+    set (the studies' protocol), 'last' reports the last epoch as best."""
+    seen: list[dict] = []
+    cfg = TrialConfig(**{**TINY, "val_size": 0, "select_on": select_on, "best_from": 0.0})
+    state, rows = train_and_evaluate(cfg, device=CPU, data_root=None, on_epoch=lambda m, s: seen.append(m))
+    assert state.epoch == 2 and [r.checkpoint for r in rows] == ["best", "last"]
+    if select_on == "test":
+        assert all(0 <= m["robust_acc"] <= 1 for m in seen)
+        best = max(range(2), key=lambda i: (seen[i]["robust_acc"], -i))
+        assert state.best_epoch == best + 1 and state.best_robust_acc == seen[best]["robust_acc"]
+    else:
+        assert "robust_acc" not in seen[0] and state.best_epoch is None and rows[1].device_seconds == 0.0
+
+
+def test_trial_settings_reach_the_model_and_the_attacks() -> None:
+    from workers.trainer import eval_attack
+
+    for shortcut in ("raw", "preact"):
+        cfg = TrialConfig(**{**TINY, "widths": (4, 2, 1), "wrn_shortcut": shortcut})
+        model = Trainer(cfg, device=CPU, data_root=None).model
+        assert model.block2.layer[0].shortcut_from_raw is (shortcut == "raw")  # 64 -> 64 channels at stride 2
+    cfg = TrialConfig(**{**TINY, "eval_attack": {"steps": 3, "kappa": 7.0}})
+    assert eval_attack(cfg, "cw").kappa == 7.0
+    assert eval_attack(cfg, "pgd").step_size == pytest.approx(cfg.eps / 10)

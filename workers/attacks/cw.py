@@ -29,12 +29,13 @@ class CW(PGD):
 
     Arguments:
         eps, norm, steps, step_size (None -> eps / 10), start: as PGD.
-        kappa (float): confidence margin of the loss, logits units. (Default: 50, the reference value)
+        kappa (float): confidence margin of the loss, logits units; TrialConfig.eval_attack.kappa. (Default: 50,
+            the reference value)
 
     Call and shapes: as PGD (x (B, C, H, W) in [0, 1], y (B,) -> detached x_adv (B, C, H, W)).
 
     Examples::
-        >>> attack = make_attack("cw", eps=8/255, steps=20)
+        >>> attack = make_attack("cw", eps=8/255, steps=20, kappa=50.0)
         >>> x_adv = attack(model, x, y)
     """
 

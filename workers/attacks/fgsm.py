@@ -28,7 +28,7 @@ class FGSM(PGD):
     Call and shapes: as PGD (x (B, C, H, W) in [0, 1], y (B,) -> detached x_adv (B, C, H, W) in the ball).
 
     Examples::
-        >>> attack = make_attack("fgsm", eps=8/255, step_size=10/255, start="uniform")
+        >>> attack = make_attack("fgsm", eps=8/255, step_size=1.25 * 8/255, start="uniform")  # FGSM-RS
         >>> x_adv = attack(model, x, y)
     """
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from search_spaces.config import reference_step_size
 from workers.attacks.registry import GradHook, register_attack
 
 
@@ -62,7 +63,7 @@ class PGD:
         eps (float): radius of the ball, [0, 1] pixel units. eps == 0 returns x.
         norm (str): 'linf' (sign steps) or 'l2' (normalised-gradient steps).
         steps (int): number of gradient steps (one forward and one input-gradient each).
-        step_size (float | None): pixel units per step; None -> eps / 10.
+        step_size (float | None): pixel units per step; None -> eps / 10 (linf) or 2.5 * eps / steps (l2).
         start (str): 'uniform' in the ball | 'normal' x + 0.001 * N(0, 1) (TRADES) | 'none' x itself.
 
     Call: attack(model, x, y, grad_hook=None) -> x_adv
@@ -88,7 +89,7 @@ class PGD:
 
     def __post_init__(self) -> None:
         if self.step_size is None:
-            self.step_size = self.eps / 10
+            self.step_size = reference_step_size(self.eps, self.norm, self.steps)
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Per-example loss to maximise: (B, K) fp32 logits, targets -> (B,)."""

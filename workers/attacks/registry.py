@@ -8,8 +8,9 @@ The model is an argument of the call, not of the constructor, because it changes
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from torch import Tensor, nn
 
@@ -25,7 +26,7 @@ class Attack(Protocol):
 
 class AttackFactory(Protocol):
     def __call__(
-        self, *, eps: float, norm: str, steps: int, step_size: float | None, start: str
+        self, *, eps: float, norm: str, steps: int, step_size: float | None, start: str, **options: Any
     ) -> Attack: ...
 
 
@@ -56,6 +57,7 @@ def make_attack(
     steps: int = 10,
     step_size: float | None = None,  # pixel units per step; None: the attack's default (eps/10 for PGD and CW)
     start: str = "uniform",
+    **options: Any,  # the attack's own fields, e.g. kappa for cw
 ) -> Attack:
     if name not in _ATTACKS:
         raise ValueError(f"unknown attack '{name}'; known: {', '.join(list_attacks())}")
@@ -67,4 +69,17 @@ def make_attack(
         raise ValueError(f"eps must be >= 0, got {eps}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    return _ATTACKS[name](eps=eps, norm=norm, steps=steps, step_size=step_size, start=start)
+    factory = _ATTACKS[name]
+    own = _own_options(factory)
+    bad = [k for k in options if k not in own]
+    if bad:
+        raise ValueError(f"attack '{name}' takes no option '{bad[0]}'; its options: {', '.join(own) or 'none'}")
+    return factory(eps=eps, norm=norm, steps=steps, step_size=step_size, start=start, **options)
+
+
+def _own_options(factory: AttackFactory) -> list[str]:
+    """The dataclass fields of an attack beyond the shared ones (eps, norm, steps, step_size, start)."""
+    shared = {"eps", "norm", "steps", "step_size", "start"}
+    if not dataclasses.is_dataclass(factory):
+        return []
+    return [f.name for f in dataclasses.fields(factory) if f.name not in shared]

@@ -106,7 +106,7 @@ def bench_config(sz: Sizes, *, method: str, precision: str, n_train: int, seed: 
     of `sz.batch`, no validation split (timings cover training only)."""
     return TrialConfig(
         model="wrn", depths=sz.depths, widths=sz.widths, method=method, dataset="cifar10-jpeg" if real else "synthetic",
-        n_train=n_train, val_size=0, n_test=n_test, epochs=max(sz.b3_epochs, 2), batch_size=sz.batch, lr=0.1,
+        n_train=n_train, val_size=0, select_on="last", n_test=n_test, epochs=max(sz.b3_epochs, 2), batch_size=sz.batch, lr=0.1,
         schedule={"kind": "constant"}, train_attack={"steps": steps, "step_size": 2 / 255}, seed=seed,
         precision=precision,  # type: ignore[arg-type]
     )

@@ -32,7 +32,7 @@ def speedup(sz: Sizes, *, device: torch.device, precision: str, data_root: str |
                          mean=data.mean, std=data.std, in_channels=data.channels).to(device)
     theirs.load_state_dict(copy.deepcopy(ours.model.state_dict()))  # the same initial weights, NCHW
     a = cfg.train_attack
-    settings = ref.RefSettings(epsilon=cfg.eps, alpha=a.resolved_step_size(cfg.eps), attack_iters=a.steps, lr=cfg.lr,
+    settings = ref.RefSettings(epsilon=cfg.eps, alpha=a.resolved_step_size(cfg.eps, cfg.norm), attack_iters=a.steps, lr=cfg.lr,
                                momentum=cfg.momentum, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
     opt = ref.make_sgd(theirs, settings)
     loader = ref.train_loader(data.train_x.cpu(), data.train_y.cpu(), batch_size=cfg.batch_size, seed=seed)

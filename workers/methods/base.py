@@ -30,8 +30,9 @@ class MethodContext:
     bn_mode: str = "eval"  # BN mode while generating the attack; the caller's mode is restored afterwards
     zeta: float | None = None  # WAR's target ratio natural risk / robust regulariser
     war_alpha: float = 0.1  # WAR's lambda step
-    natural_forward: bool = True  # SAT/FGSM: run the no-grad clean forward that measures the natural risk this
-    # batch (the trainer asks for it on a sample of batches; training itself never needs it)
+    natural_forward: bool = True  # measure this batch's sampled diagnostics (the trainer asks on a sample of
+    # batches; training itself never needs them): SAT/FGSM's no-grad clean forward for the natural risk, TRADES'
+    # cross-entropy input gradient for the local Lipschitz (its attack's own gradient is the KL's)
     state: dict[str, Any] = field(default_factory=dict)  # e.g. WAR's 'lam_t'; checkpointed by the trainer
 
 
@@ -41,8 +42,8 @@ class MethodOutput:
     natural_risk: Tensor  # detached scalar: mean CE on the clean batch (NaN when not measured: clean_logits None)
     robust_reg: Tensor  # detached scalar: the regulariser before lambda (SAT: L(x')-L(x); GAT: clipped; TRADES: KL)
     lam: float  # lambda used this batch (WAR: lam_t)
-    local_lipschitz: Tensor | float | None  # max over attack steps of the batch mean of ||grad_x L(x_k)||_1 (a
-    # detached 0-dim tensor: no host sync per batch); None: no attack
+    local_lipschitz: Tensor | float | None  # max over attack steps of the batch mean of ||grad_x CE(f(x_k), y)||_1
+    # for every method (a detached 0-dim tensor: no host sync per batch); None: no attack, or not measured
     clean_logits: Tensor | None  # detached (B, K); None: the natural risk was not measured (ctx.natural_forward)
     adv_logits: Tensor | None  # detached (B, K)
 
@@ -94,16 +95,16 @@ class GradL1Max:
         return None if self.best is None else float(self.best)
 
 
-def run_attack(model: nn.Module, x: Tensor, y: Tensor, ctx: MethodContext, attack: Attack | None = None
-               ) -> tuple[Tensor, Tensor | None]:
+def run_attack(model: nn.Module, x: Tensor, y: Tensor, ctx: MethodContext, attack: Attack | None = None,
+               track: bool = True) -> tuple[Tensor, Tensor | None]:
     """x_adv from `attack` (default ctx.attack) in ctx.bn_mode, and the local Lipschitz value along its steps (a
-    detached 0-dim tensor, left on the device)."""
+    detached 0-dim tensor, left on the device; None when `track` is False: no hook is passed)."""
     attack = attack if attack is not None else ctx.attack
     if attack is None:
         raise ValueError("this method needs ctx.attack (made from cfg.train_attack)")
     tracker = GradL1Max()
     with bn_mode(model, ctx.bn_mode):
-        x_adv = attack(model, x, y, grad_hook=tracker)
+        x_adv = attack(model, x, y, grad_hook=tracker if track else None)
     return x_adv, tracker.best
 
 

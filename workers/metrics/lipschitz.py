@@ -10,15 +10,16 @@ def lipschitz_ratios(model: nn.Module, x: Tensor, x_adv: Tensor) -> tuple[Tensor
     """Per-example ||g(x) - g(x')||_1 / ||x - x'||_inf for g = the logits and g = each block output of
     `model.forward_with_blocks`, over the examples with x != x' only: (n,), [(n,), ...] fp32, n <= B.
 
-    Eval mode (the caller's mode is restored), no gradient; x and x' go through one forward together.
+    Eval mode (the caller's mode is restored), no gradient, fp32 with autocast off even inside a bf16 autocast
+    context (bf16 shifts the ratios by tens of percent at 1/255); x and x' go through one forward together.
     """
-    dist = (x - x_adv).flatten(1).abs().amax(1)  # (B,)
+    dist = (x.float() - x_adv.float()).flatten(1).abs().amax(1)  # (B,)
     keep = dist > 0
     was_training = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with torch.no_grad():
-            logits, blocks = model.forward_with_blocks(torch.cat([x[keep], x_adv[keep]]))
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+            logits, blocks = model.forward_with_blocks(torch.cat([x[keep], x_adv[keep]]).float())
     finally:
         for m, training in was_training:
             m.training = training

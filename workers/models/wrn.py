@@ -27,9 +27,10 @@ Decisions (named, documented, tested):
   parameters for WRN-34-10. The published 46,160,474 (RobustBench, which made it `sub_block1=False`; Huang et al.,
   whose code has no sub_block1) is the count *without* it. `sub_block1=True` adds the unused block so that TRADES
   checkpoints' `sub_block1.*` weights have a home; it changes the parameter count, never the function or FLOPs.
-- `stride_shortcut_input` (default "preact"): science.md's shortcut takes the first BN-ReLU output. RobustWRN's
-  code agrees when channels differ but feeds the *raw* block input to a stride-2 shortcut whose channels are equal;
-  "raw" reproduces that. Parameter counts are identical either way.
+- `stride_shortcut_input` (default "raw"; TrialConfig.wrn_shortcut): a shortcut conv takes the first BN-ReLU output
+  when the channel counts differ, and the block's *raw* input when they are equal (a stride-2 block that keeps its
+  channels), exactly as RobustWRN's code does (science.md). "preact" feeds the BN-ReLU output to that shortcut too
+  (the earlier reading of science.md). Parameter counts are identical either way.
 
 State-dict keys follow TRADES (`conv1`, `block{i}.layer.{j}.{bn1,conv1,bn2,conv2,convShortcut}`, `bn1`, `fc`), plus
 `normalize.mean` / `normalize.std`.
@@ -64,7 +65,7 @@ class BasicBlock(nn.Module):
     """Pre-activation block: BN -> ReLU -> conv3x3(stride) -> BN -> ReLU -> (dropout) -> conv3x3, plus shortcut."""
 
     def __init__(
-        self, in_ch: int, out_ch: int, stride: int, dropout: float = 0.0, shortcut_input: ShortcutInput = "preact"
+        self, in_ch: int, out_ch: int, stride: int, dropout: float = 0.0, shortcut_input: ShortcutInput = "raw"
     ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_ch)
@@ -120,7 +121,7 @@ class WideResNet(PixelClassifier):
         strides: stride of each stage's first block, one per stage.
         init: "wrn" (the reference WRN init, `init_wrn_`) or "default" (PyTorch's layer defaults).
         sub_block1: add TRADES' unused `sub_block1` (module docstring); default False.
-        stride_shortcut_input: "preact" (science.md) or "raw" (RobustWRN code); module docstring.
+        stride_shortcut_input: "raw" (RobustWRN's code, science.md; default) or "preact"; module docstring.
     """
 
     def __init__(
@@ -137,7 +138,7 @@ class WideResNet(PixelClassifier):
         strides: tuple[int, ...] = STRIDES,
         init: Literal["wrn", "default"] = "wrn",
         sub_block1: bool = False,
-        stride_shortcut_input: ShortcutInput = "preact",
+        stride_shortcut_input: ShortcutInput = "raw",
     ) -> None:
         super().__init__(mean, std, in_channels)
         if stride_shortcut_input not in ("preact", "raw"):
@@ -202,7 +203,7 @@ def wrn(
     in_channels: int = 3,
     dropout: float = 0.0,
     sub_block1: bool = False,
-    stride_shortcut_input: ShortcutInput = "preact",
+    stride_shortcut_input: ShortcutInput = "raw",
 ) -> WideResNet:
     """Stage-wise WRN: `depths=(D1, D2, D3)`, `widths=(W1, W2, W3)`, channels round(16*W1), round(32*W2),
     round(64*W3); options `sub_block1` and `stride_shortcut_input` as in the module docstring."""
