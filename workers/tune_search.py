@@ -1,17 +1,22 @@
 """Ray Tune pieces of a search sweep (search_spaces.search): an Optuna sampler over the expanded grid that never
-runs a configuration twice and stays within a budget, and ASHA that stops trials at rungs and says why.
+runs a configuration twice and stays within a budget, and ASHA that stops trials at rungs and says why. Public Ray
+and Optuna APIs only: a Tune `Searcher` that drives an `optuna.Study` by ask/tell, and a Tune `FIFOScheduler` that
+keeps its own rung records.
 
-- `CandidateSearcher` wraps `ray.tune.search.optuna.OptunaSearch` (TPESampler or NSGAIISampler over one integer
-  axis per varying hyperparameter). A sampled point is mapped to its stored configuration; before the trial runs,
-  its row is inserted into the database (so every trial row exists before it runs) and the trial gets that row's
-  id. A point already taken is told back to Optuna (its known result, or a failure while it still runs) and the
-  sampler asked again; after `MAX_RESAMPLES` the nearest free candidate is enqueued instead. The budget counts the
-  sweep's trial rows (the database is the truth after a driver restart) and the device-seconds spent. After a
-  restart, a row sampled after the last experiment snapshot (queued, unknown to the restored searcher and to Tune)
-  is adopted: enqueued in Optuna and run next, so no sampled configuration is left unrun.
-- `RungStopper` is `ray.tune.schedulers.ASHAScheduler` on the per-epoch validation robust accuracy (time in
-  epochs); a trial's last epoch is never cut (its final evaluation runs); `stop_reason` says at which rung, with
-  which accuracy and cutoff, a trial was stopped; the DBWriter stores it with the trial's `stopped` status.
+- `CandidateSearcher` asks an in-memory `optuna.Study` (TPESampler for one objective, NSGAIISampler for several)
+  for one integer axis per varying hyperparameter. A sampled point is mapped to its stored configuration; before
+  the trial runs, its row is inserted into the database (so every trial row exists before it runs) and the trial
+  gets that row's id. A point already taken is told back to Optuna (its known result, or a failure while it still
+  runs) and the sampler asked again; after `MAX_RESAMPLES` the nearest free candidate is enqueued instead
+  (`study.enqueue_trial`). A finished trial is told as complete (its objective values), pruned (stopped at a rung)
+  or failed. The budget counts the sweep's trial rows (the database is the truth after a driver restart) and the
+  device-seconds spent. After a restart, a row sampled after the last experiment snapshot (queued, unknown to the
+  restored searcher and to Tune) is adopted: enqueued in Optuna and run next, so no sampled configuration is left
+  unrun. The study lives in memory and is pickled with the searcher (Tune saves searchers with the experiment).
+- `RungStopper` is asynchronous successive halving (one bracket, as Ray's `ASHAScheduler(brackets=1)` decides) on
+  the per-epoch validation robust accuracy (time in epochs), with its rung records in `Rungs`; a trial's last
+  epoch is never cut (its final evaluation runs); `stop_reason` says at which rung, with which accuracy and
+  cutoff, a trial was stopped; the DBWriter stores it with the trial's `stopped` status.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import optuna
+from optuna.trial import TrialState
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from db.engine import make_engine, session_factory
 from db.sweeps import add_trials, get_trial_by_hash, list_trials
@@ -33,6 +40,7 @@ from search_spaces.search import ASHA_METRIC, CandidateSpace, SearchConfig
 log = logging.getLogger(__name__)
 
 MAX_RESAMPLES = 20  # sampler proposals of taken points before the nearest free candidate is enqueued
+TRIAL_SECONDS = "trial_device_seconds"  # the trainable's report key: device-seconds of the whole trial so far (s)
 
 
 @dataclass(frozen=True)
@@ -40,24 +48,22 @@ class Candidate:
     """One configuration a search may run: its trial-row columns (as create_sweep takes them), the metrics known
     before training, its planned device-seconds and its Ray resources."""
 
-    row: dict[str, Any]  # config, config_hash, arch, params, flops, ... (no idx)
-    known: dict[str, Any]  # {"params": ..., "flops": ...}
-    est_seconds: float
+    row: dict[str, Any]  # config, config_hash, arch, params, macs, ... (no idx)
+    known: dict[str, Any]  # {"params": ..., "macs": ...}
+    est_seconds: float  # planned device-seconds of the whole trial
     resources: dict[str, float]
 
 
-def make_optuna(search: SearchConfig, space: CandidateSpace, n_candidates: int) -> OptunaSearch:
-    import optuna
-
-    dists = {a: optuna.distributions.IntDistribution(0, len(v) - 1) for a, v in space.axes.items()}
-    metrics = [o.metric for o in search.objectives]
-    modes = [o.mode for o in search.objectives]
+def make_study(search: SearchConfig, n_candidates: int) -> optuna.Study:
+    """An in-memory study: TPE (multivariate) for one objective, NSGA-II for two or more."""
+    directions = ["minimize" if o.mode == "min" else "maximize" for o in search.objectives]
+    sampler: optuna.samplers.BaseSampler
     if search.algorithm == "tpe":
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
-            seed=search.seed, n_startup_trials=search.startup_trials(n_candidates), multivariate=True)
-        return OptunaSearch(space=dists, metric=metrics[0], mode=modes[0], sampler=sampler)
-    sampler = optuna.samplers.NSGAIISampler(population_size=search.population(n_candidates), seed=search.seed)
-    return OptunaSearch(space=dists, metric=metrics, mode=modes, sampler=sampler)
+        sampler = optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.startup_trials(n_candidates),
+                                             multivariate=True)
+    else:
+        sampler = optuna.samplers.NSGAIISampler(population_size=search.population(n_candidates), seed=search.seed)
+    return optuna.create_study(sampler=sampler, directions=directions)
 
 
 class CandidateSearcher(Searcher):
@@ -66,7 +72,8 @@ class CandidateSearcher(Searcher):
     def __init__(self, search: SearchConfig, candidates: list[Candidate], *, database_url: str, sweep_id: int,
                  data_root: str | None):
         self.space = CandidateSpace([c.row["config"] for c in candidates])
-        self.inner = make_optuna(search, self.space, len(candidates)) if self.space.axes else None
+        self.dists = {a: optuna.distributions.IntDistribution(0, len(v) - 1) for a, v in self.space.axes.items()}
+        self.study = make_study(search, len(candidates)) if self.dists else None  # None: one candidate
         metric = [o.metric for o in search.objectives]
         mode = [o.mode for o in search.objectives]
         super().__init__(metric=metric[0] if len(metric) == 1 else metric, mode=mode[0] if len(mode) == 1 else mode)
@@ -75,14 +82,14 @@ class CandidateSearcher(Searcher):
         self.database_url, self.sweep_id, self.data_root = database_url, sweep_id, data_root
         self.budget_trials = search.trial_budget(len(candidates))
         self.budget_seconds = None if search.budget_gpu_hours is None else search.budget_gpu_hours * 3600
-        self.live: dict[str, tuple[str, int]] = {}  # Tune trial id -> (Optuna-side id, candidate index)
+        self.live: dict[str, tuple[int | None, int]] = {}  # Tune trial id -> (Optuna trial number, candidate index)
         self.results: dict[int, dict[str, float]] = {}  # candidate -> objective values
         self.taken: set[int] = set()
         self.spent_seconds = 0.0  # device-seconds of finished trials
         self._hash_index = {c.row["config_hash"]: i for i, c in enumerate(candidates)}
         self._sessions: Any = None
 
-    # -- persistence: no engine in the pickle (Tune saves searchers with the experiment) ---------------------------
+    # -- persistence: no engine in the pickle (Tune saves searchers with the experiment); the study pickles ---------
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_sessions": None}
 
@@ -107,63 +114,67 @@ class CandidateSearcher(Searcher):
         orphans = sorted(i for i, status in stored.items() if status == "queued" and i not in self.taken)
         taken = self.taken | set(stored)
         if orphans:
-            rid, i = self._enqueue(trial_id, orphans[0])
+            number, i = self._enqueue(orphans[0])
         elif len(taken) >= self.budget_trials:
             return Searcher.FINISHED
         else:
             running = sum(self.candidates[i].est_seconds for _, i in self.live.values())
             if self.budget_seconds is not None and self.spent_seconds + running >= self.budget_seconds:
                 return Searcher.FINISHED if not self.live else None  # wait: running trials may free budget
-            rid, i = self._sample(trial_id, taken)
+            number, i = self._sample(taken)
         self.taken.add(i)
-        self.live[trial_id] = (rid, i)
+        self.live[trial_id] = (number, i)
         return {"trial": self._space_of(i)}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        rid, i = self.live.pop(trial_id, ("", -1))
+        number, i = self.live.pop(trial_id, (None, -1))
         if i < 0:
             return
-        self.spent_seconds += float((result or {}).get("gpu_seconds") or 0.0)
-        values = {m: (result or {}).get(m) for m in self.objectives}
-        if self.inner is None:
+        self.spent_seconds += float((result or {}).get(TRIAL_SECONDS) or 0.0)
+        if self.study is None or number is None:
             return
+        values = {m: (result or {}).get(m) for m in self.objectives}
         if result and result.get("kind") == "final" and not error and all(v is not None for v in values.values()):
             self.results[i] = {m: float(v) for m, v in values.items()}
-            self.inner.on_trial_complete(rid, result=self.results[i])
+            self.study.tell(number, self._values(i))
         elif result and result.get("kind") == "epoch" and not error:
-            self.inner.on_trial_complete(rid, result=None)  # stopped early by the scheduler: pruned
+            self.study.tell(number, state=TrialState.PRUNED)  # stopped early by the scheduler
         else:
-            self.inner.on_trial_complete(rid, error=True)
+            self.study.tell(number, state=TrialState.FAIL)
 
     # -- internals --------------------------------------------------------------------------------------------------
-    def _sample(self, trial_id: str, taken: set[int]) -> tuple[str, int]:
-        """(Optuna-side id, candidate index) of a candidate not yet taken."""
-        if self.inner is None:  # one candidate: nothing to sample
-            return "", min(set(range(len(self.candidates))) - taken)
+    def _values(self, i: int) -> list[float]:
+        """Candidate i's known objective values, in the study's objective order."""
+        return [self.results[i][m] for m in self.objectives]
+
+    def _sample(self, taken: set[int]) -> tuple[int | None, int]:
+        """(Optuna trial number, candidate index) of a candidate not yet taken."""
+        if self.study is None:  # one candidate: nothing to sample
+            return None, min(set(range(len(self.candidates))) - taken)
         params: dict[str, int] = {}
-        for attempt in range(MAX_RESAMPLES):
-            rid = f"{trial_id}:{attempt}"
-            params = self.inner.suggest(rid)
+        for _ in range(MAX_RESAMPLES):
+            trial = self.study.ask(self.dists)
+            params = trial.params
             i = self.space.index_of(params)
             if i is not None and i not in taken:
-                return rid, i
+                return trial.number, i
             if i is not None and i in self.results:  # a repeat of a finished point: tell its known result again
-                self.inner.on_trial_complete(rid, result=self.results[i])
+                self.study.tell(trial.number, self._values(i))
             else:  # a combination the spec excludes, or a point still running
-                self.inner.on_trial_complete(rid, error=True)
+                self.study.tell(trial.number, state=TrialState.FAIL)
         i = self.space.nearest(params, taken)
         assert i is not None, "budget check guarantees a free candidate"
         log.info("sampler keeps proposing taken points; enqueueing the nearest free candidate %d", i)
-        return self._enqueue(trial_id, i)
+        return self._enqueue(i)
 
-    def _enqueue(self, trial_id: str, i: int) -> tuple[str, int]:
-        """Make candidate i the sampler's next trial (Optuna's enqueue), so its result is told like any other."""
-        if self.inner is None:
-            return "", i
-        self.inner._ot_study.enqueue_trial(self.space.params_of(i))  # OptunaSearch exposes no public enqueue
-        rid = f"{trial_id}:enqueued"
-        got = self.space.index_of(self.inner.suggest(rid))
-        return rid, got if got is not None else i
+    def _enqueue(self, i: int) -> tuple[int | None, int]:
+        """Make candidate i the study's next trial (enqueue, then ask), so its result is told like any other."""
+        if self.study is None:
+            return None, i
+        self.study.enqueue_trial(self.space.params_of(i))
+        trial = self.study.ask(self.dists)
+        got = self.space.index_of(trial.params)
+        return trial.number, got if got is not None else i
 
     def _space_of(self, i: int) -> dict[str, Any]:
         """Insert (or find, after a restart) the candidate's trial row; the trial's param space."""
@@ -184,50 +195,84 @@ def make_search_alg(search: SearchConfig, candidates: list[Candidate], *, databa
     return ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
 
 
-class RungStopper(ASHAScheduler):
-    """ASHA on the validation robust accuracy of each epoch (`time_attr = "epoch"`, maximised)."""
+@dataclass(frozen=True)
+class RungDecision:
+    """What one result did at a rung: recorded there, compared with the rung's cutoff before it was added."""
+
+    milestone: float  # the rung's epoch
+    cutoff: float | None  # the top 1/rf quantile of the values recorded there before (None: none were)
+    n_recorded: int  # trials recorded at the rung before this one
+    stop: bool
+
+
+class Rungs:
+    """The rung records of one ASHA bracket, as Ray's `ASHAScheduler(brackets=1)` keeps them: rungs at
+    grace_period * reduction_factor**k epochs for k < int(log(max_t / grace_period) / log(reduction_factor) + 1);
+    a result at time t is recorded at the highest rung <= t where its trial has no record yet, and stops the trial
+    when it is below that rung's cutoff (the (1 - 1/rf) percentile of the values recorded there, NaNs ignored,
+    linear interpolation). Values are maximised. Plain data: pickles with the scheduler."""
+
+    def __init__(self, *, grace_period: int, reduction_factor: float, max_t: int):
+        n = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+        self.reduction_factor = reduction_factor
+        self.milestones = [grace_period * reduction_factor**k for k in range(n)]  # ascending, in epochs
+        self.recorded: list[dict[str, float]] = [{} for _ in self.milestones]  # per rung: trial id -> value
+
+    def cutoff(self, rung: int) -> float | None:
+        values = list(self.recorded[rung].values())
+        if not values:
+            return None
+        return float(np.nanpercentile(values, (1 - 1 / self.reduction_factor) * 100))
+
+    def on_result(self, trial_id: str, t: float, value: float) -> RungDecision | None:
+        """Record a result at time t; None when it reaches no rung it is not yet recorded at."""
+        for rung in reversed(range(len(self.milestones))):
+            if t < self.milestones[rung] or trial_id in self.recorded[rung]:
+                continue
+            cutoff, n = self.cutoff(rung), len(self.recorded[rung])
+            self.recorded[rung][trial_id] = value
+            return RungDecision(self.milestones[rung], cutoff, n, cutoff is not None and value < cutoff)
+        return None
+
+
+class RungStopper(FIFOScheduler):
+    """ASHA on the validation robust accuracy of each epoch (time in epochs, maximised); FIFO otherwise."""
 
     def __init__(self, *, epochs: int, grace_period: int, reduction_factor: float):
-        super().__init__(time_attr="epoch", metric=ASHA_METRIC, mode="max", max_t=epochs, grace_period=grace_period,
-                         reduction_factor=reduction_factor, brackets=1, stop_last_trials=True)
+        super().__init__()
+        self._metric = ASHA_METRIC
         self.epochs = epochs
+        self.rungs = Rungs(grace_period=grace_period, reduction_factor=reduction_factor, max_t=epochs)
         self.reasons: dict[str, str] = {}
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         epoch, acc = result.get("epoch"), result.get(ASHA_METRIC)
         if result.get("kind") != "epoch" or acc is None or epoch is None or epoch >= self.epochs:
             return TrialScheduler.CONTINUE  # final/failed reports; and the last epoch: let the final evaluation run
-        rung = self._rung(trial.trial_id, epoch)
-        before = None if rung is None else self._trial_info[trial.trial_id].cutoff(rung[1])
-        action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP and rung is not None:
-            self.reasons[trial.trial_id] = (
-                f"asha: stopped at epoch {epoch} (the rung at epoch {rung[0]:g}; rungs at epochs "
-                f"{self._rungs_str(trial.trial_id)}): validation robust_acc {acc:.4f} below the rung cutoff "
-                f"{float(before):.4f}, the top 1/{self._reduction_factor:g} of the {len(rung[1])} "
-                f"trial{'' if len(rung[1]) == 1 else 's'} recorded there")
-        return action
-
-    def _rung(self, trial_id: str, epoch: int) -> tuple[float, dict[str, float]] | None:
-        """The rung this epoch's result is recorded at (mirrors ASHA's _Bracket.on_result), or None."""
-        for milestone, recorded in self._trial_info[trial_id]._rungs:  # descending milestones
-            if epoch >= milestone and trial_id not in recorded:
-                return milestone, dict(recorded)
-            if epoch >= milestone:
-                return None
-        return None
-
-    def _rungs_str(self, trial_id: str) -> str:
-        return ",".join(f"{m:g}" for m, _ in reversed(self._trial_info[trial_id]._rungs))
-
-    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> None:
-        self._trial_info.pop(trial.trial_id, None)  # the final report is no rung result
-
-    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
-        self._trial_info.pop(trial.trial_id, None)
+        decision = self.rungs.on_result(trial.trial_id, epoch, float(acc))
+        if decision is None or not decision.stop:
+            return TrialScheduler.CONTINUE
+        rungs, n = ",".join(f"{m:g}" for m in self.rungs.milestones), decision.n_recorded
+        self.reasons[trial.trial_id] = (
+            f"asha: stopped at epoch {epoch} (the rung at epoch {decision.milestone:g}; rungs at epochs {rungs}): "
+            f"validation robust_acc {acc:.4f} below the rung cutoff {decision.cutoff:.4f}, the top "
+            f"1/{self.rungs.reduction_factor:g} of the {n} trial{'' if n == 1 else 's'} recorded there")
+        return TrialScheduler.STOP
 
     def stop_reason(self, trial_id: str) -> str | None:
         return self.reasons.get(trial_id)
+
+    def debug_string(self) -> str:
+        rungs = " | ".join(f"epoch {m:g}: {self.rungs.cutoff(k)}" for k, m in enumerate(self.rungs.milestones))
+        return f"Using ASHA (own rung records): {len(self.reasons)} stopped; cutoffs {rungs}"
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
 
 
 def make_scheduler(search: SearchConfig | None, epochs: int) -> RungStopper | None:
