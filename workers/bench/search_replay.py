@@ -74,5 +74,5 @@ def replay_sampler(grid: list[dict[str, Any]], spec: Any, *, database_url: str, 
             tid, h, known = live.pop(0)
             row = by_hash[h]
             searcher.on_trial_complete(tid, result={"kind": "final", "robust_acc": row["best_val"],
-                                                    "device_seconds": sum(row["seconds"]), **known})
+                                                    "trial_device_seconds": sum(row["seconds"]), **known})
     return order
