@@ -38,6 +38,7 @@ from search_spaces.provenance import code_version
 from search_spaces.search import check_epochs
 from search_spaces.spec import SpecError, SweepSpec
 from search_spaces.stored import Extension, StoredSweep
+from service.limits import check_spec_limits
 from service.launcher import JobNotFound, RayUnavailable  # noqa: F401 - RayUnavailable: raised through here
 from service.schemas import SweepRequest
 from service.settings import Settings
@@ -72,6 +73,7 @@ def check_data_root(spec: SweepSpec, data_root: str | None) -> None:
 
 def plan_request(req: SweepRequest, settings: Settings) -> tuple[SweepSpec, Plan]:
     spec = resolve_spec(req)
+    check_spec_limits(spec, settings)  # before the grid is expanded: a 100,000-trial spec costs microseconds
     check_data_root(spec, data_root_of(req, settings))
     plan = make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path,
                      data_root=data_root_of(req, settings))
@@ -92,14 +94,17 @@ def trial_rows(plan: Plan, *, with_idx: bool = True) -> list[dict[str, object]]:
     return [t.stored_row() | ({"idx": i} if with_idx else {}) for i, t in enumerate(plan.trials)]
 
 
-def store_sweep(session: Session, req: SweepRequest, settings: Settings) -> tuple[Sweep, Plan]:
-    """Validate and plan the request, then write the sweep and all its trials in one transaction."""
+def store_sweep(session: Session, req: SweepRequest, settings: Settings, *,
+                owner: str | None = None) -> tuple[Sweep, Plan]:
+    """Validate and plan the request, then write the sweep (recording its `owner`, the API token's) and all its
+    trials in one transaction."""
     spec, plan = plan_request(req, settings)
     name = spec.name or f"{req.preset or 'sweep'}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10_000:04d}"
     stored = StoredSweep(spec=spec.model_copy(update={"name": name}), data_root=data_root_of(req, settings))
     with session.begin():
         sweep = create_sweep(session, name=name, spec=stored.to_json(),
-                             trials=[] if stored.is_search else trial_rows(plan), code_version=code_version())
+                             trials=[] if stored.is_search else trial_rows(plan), code_version=code_version(),
+                             owner=owner)
     return sweep, plan
 
 
@@ -231,16 +236,17 @@ def cancel_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
 def resume_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings) -> LifecycleResult:
     """Resume after the driver (or the API, or a cancel) stopped it: running and cancelled trials go back to
     `queued` and a new driver job continues the sweep's experiments with Tuner.restore; finished trials are never
-    run again. 409 while its job still runs, or when the sweep completed with nothing left."""
+    run again. 409 while its job still runs, or when the sweep completed with nothing left (known from the store
+    alone, so Ray is not asked); RayUnavailable, nothing written, when the Ray head cannot be asked."""
     with make_session() as s:
         sweep = _get(s, sweep_id)
         job, status, data_root = sweep.ray_job_id, sweep.status, StoredSweep.model_validate(sweep.spec).data_root
+        if status == "completed" and not _unfinished(s, sweep_id):
+            raise LifecycleError(409, "status", f"sweep {sweep_id} is completed: nothing to resume")
     state = job_state(settings, job)
     if state is not None and state not in JOB_DONE:
         raise LifecycleError(409, "status", f"sweep {sweep_id}'s driver job {job} is still {state}: nothing to resume")
     with make_session.begin() as s:
-        if status == "completed" and not _unfinished(s, sweep_id):
-            raise LifecycleError(409, "status", f"sweep {sweep_id} is completed: nothing to resume")
         ids = requeue_trials(s, sweep_id=sweep_id, statuses=("running", "cancelled"), actor="api")
         set_sweep_status(s, sweep_id=sweep_id, status="queued", actor="api")
     job = launch_sweep(make_session, sweep_id, settings, data_root=data_root)
@@ -287,6 +293,7 @@ def _extended_plan(stored: StoredSweep, patch: dict[str, Any], settings: Setting
             raise LifecycleError(422, f"patch.{key}", f"an extension cannot change the sweep's {key}")
     try:
         spec = SweepSpec(**(stored.spec.model_dump(mode="json") | patch))
+        check_spec_limits(spec, settings)
         return spec, make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path,
                                data_root=stored.data_root)
     except ValidationError as e:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import typer
-from fastapi.testclient import TestClient
+from testkit.api_client import api_client
 from testkit.api_server import free_port
 from typer.testing import CliRunner
 
@@ -23,7 +23,6 @@ from db.engine import make_engine, session_factory, upgrade
 from db.sweeps import get_sweep, list_sweeps, list_trials, mark_trial, set_sweep_job, set_sweep_status
 from search_spaces.spec import SweepSpec
 from service import launcher
-from service.app import create_app
 from service.schemas import SweepRequest
 from service.settings import Settings
 from service.submission import RayUnavailable, job_state, store_sweep
@@ -107,7 +106,7 @@ def _closed_port_url() -> str:
 def test_duplicate_sweep_name_is_409_naming_the_name(tmp_path: Path) -> None:
     settings = _settings(tmp_path, ray_address=_closed_port_url())
     _store(settings, "x")
-    with TestClient(create_app(settings)) as c:
+    with api_client(settings) as c:
         r = c.post("/api/v1/sweeps", json={"spec": TINY, "name": "x"})
         assert r.status_code == 409, r.text
         assert r.json() == {"detail": "sweep 'x' already exists"}
@@ -161,11 +160,28 @@ def test_lifecycle_with_ray_unreachable_is_503_and_changes_nothing(tmp_path: Pat
         set_sweep_status(s, sweep_id=sweep_id, status="running", actor="driver")
         mark_trial(s, trial_id=tids[0], status="running", actor="writer")
     before = _state(settings, sweep_id)
-    with TestClient(create_app(settings)) as c:
+    with api_client(settings) as c:
         r = c.post(f"/api/v1/sweeps/{sweep_id}/{action}")
     assert r.status_code == 503, r.text
     assert "Ray" in r.json()["detail"] and "raysubmit_busy" in r.json()["detail"]
     assert _state(settings, sweep_id) == before == ("running", ["running", "queued"])
+
+
+def test_a_finished_sweep_is_409_without_asking_ray(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, ray_address=_closed_port_url())
+    sweep_id, tids = _store(settings, "done", job="raysubmit_done")
+    sessions = session_factory(make_engine(settings.database_url))
+    with sessions.begin() as s:
+        set_sweep_status(s, sweep_id=sweep_id, status="running", actor="driver")
+        for tid in tids:
+            mark_trial(s, trial_id=tid, status="running", actor="writer")
+            mark_trial(s, trial_id=tid, status="completed", actor="writer")
+        set_sweep_status(s, sweep_id=sweep_id, status="completed", actor="driver")
+    with api_client(settings) as c:
+        for action in ("cancel", "resume"):
+            r = c.post(f"/api/v1/sweeps/{sweep_id}/{action}")
+            assert r.status_code == 409 and "completed: nothing to " + action in r.json()["detail"], r.text
+    assert _state(settings, sweep_id) == ("completed", ["completed", "completed"])
 
 
 # ------------------------------------------------------------------------------------------ failed launch: reason
@@ -173,7 +189,7 @@ def test_lifecycle_with_ray_unreachable_is_503_and_changes_nothing(tmp_path: Pat
 
 def test_failed_launch_marks_the_sweep_failed_with_the_reason(tmp_path: Path) -> None:
     settings = _settings(tmp_path, ray_address=_closed_port_url())
-    with TestClient(create_app(settings)) as c:
+    with api_client(settings) as c:
         r = c.post("/api/v1/sweeps", json={"spec": TINY, "name": "nolaunch"})
         assert r.status_code == 503, r.text
         assert "could not be launched" in r.json()["detail"]
