@@ -38,8 +38,8 @@ from search_spaces.provenance import code_version
 from search_spaces.search import check_epochs
 from search_spaces.spec import SpecError, SweepSpec
 from search_spaces.stored import Extension, StoredSweep
-from service.limits import check_spec_limits
 from service.launcher import JobNotFound, RayUnavailable  # noqa: F401 - RayUnavailable: raised through here
+from service.limits import check_spec_limits
 from service.schemas import SweepRequest
 from service.settings import Settings
 
