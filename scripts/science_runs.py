@@ -37,7 +37,7 @@ from service.submission import store_sweep
 from workers.db_writer import DBWriter
 from workers.driver import experiment_name
 from workers.final_eval import train_and_evaluate
-from workers.trainable import EPOCH_KEYS, STATE_FILE
+from workers.trainable import STATE_FILE, epoch_payload, final_payload
 from workers.trainer import NonFiniteLoss
 
 PX = 1 / 255  # one pixel step, [0, 1] units
@@ -70,10 +70,10 @@ def run_sweep(settings: Settings, spec: SweepSpec) -> int:
         trial = SimpleNamespace(config={"trial": {"trial_id": tid}}, last_result={})
         writer.on_trial_start(0, [], trial)
 
-        def report(metrics: dict[str, Any], _: Any, trial: Any = trial) -> None:
-            payload = {k: metrics.get(k) for k in EPOCH_KEYS}
-            payload.update(kind="epoch", epoch=metrics["epoch"], lam_trajectory=json.dumps(metrics.get("lam_trajectory")))
-            writer.on_trial_result(0, [], trial, payload)
+        base = {"device": "cpu", "node": "science_runs"}
+
+        def report(metrics: dict[str, Any], state: Any, trial: Any = trial, base: dict = base) -> None:
+            writer.on_trial_result(0, [], trial, epoch_payload(metrics, state, base))
 
         t0 = time.perf_counter()
         try:
@@ -85,8 +85,7 @@ def run_sweep(settings: Settings, spec: SweepSpec) -> int:
         ckpt = Path(settings.storage_path) / experiment_name(sweep_id, name) / f"trial-{tid}" / "checkpoint_000000"
         ckpt.mkdir(parents=True, exist_ok=True)
         torch.save(state.to_dict(), ckpt / STATE_FILE)
-        writer.on_trial_result(0, [], trial, {"kind": "final", "final_rows": json.dumps(rows),
-                                              "gpu_seconds": state.seconds + sum(r["gpu_seconds"] for r in rows)})
+        writer.on_trial_result(0, [], trial, final_payload(state, rows, base))
         print(f"trial {tid} {cfg.method} lam={cfg.lam:g} eps={cfg.eps * 255:g}/255: {time.perf_counter() - t0:.0f} s",
               flush=True)
     return sweep_id
@@ -118,9 +117,9 @@ def report(settings: Settings) -> None:
         print("\n## per-epoch validation (all sweeps)")
         for r in query_results(s, filters={"sweep": ["science-eps-grid", "science-trades-lambda"]}, kind="epoch"):
             print(f"trial {r['trial']} {r['method']} lam={r['lam']:g} eps={r['eps'] * 255:g}/255 epoch {r['epoch']}: "
-                  f"adv_loss_train {r['adv_loss_train']:.3f} adv_loss_test {r['adv_loss_test']:.3f} "
+                  f"adv_loss_train {r['adv_loss_train']:.3f} adv_loss_val {r['adv_loss_val']:.3f} "
                   f"clean_acc {r['clean_acc']:.3f} robust_acc {r['robust_acc']:.3f} stability {r['stability']:.3f} "
-                  f"({r['gpu_seconds']:.0f} s trial)")
+                  f"({r['device_seconds']:.0f} s epoch)")
 
 
 def _clean_id(s: Any) -> int:

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 OBJECTIVE_METRICS: dict[str, str] = {
     "robust_acc": "validation robust accuracy of the best checkpoint (fraction in [0, 1]; per epoch for ASHA)",
     "params": "trainable parameters (count; known before training)",
-    "flops": "multiply-accumulates of one forward pass of one image (count; known before training)",
-    "gpu_seconds": "device-seconds spent on the trial (s)",
+    "macs": "multiply-accumulates of one forward pass of one image (count; known before training)",
+    "trial_device_seconds": "device-seconds spent on the trial (s)",
 }
 ASHA_METRIC = "robust_acc"  # ASHA compares trials on the validation robust accuracy of each epoch (maximised)
 

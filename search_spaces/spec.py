@@ -37,8 +37,8 @@ class Constraints(BaseModel):
 
     min_params: int | None = Field(None, ge=0)
     max_params: int | None = Field(None, ge=0)
-    min_flops: int | None = Field(None, ge=0)
-    max_flops: int | None = Field(None, ge=0)
+    min_macs: int | None = Field(None, ge=0)
+    max_macs: int | None = Field(None, ge=0)
 
 
 def _as_list(v: Any) -> Any:

@@ -65,7 +65,7 @@ def calibrate(device: torch.device, *, repeats: int = 3, **probe: int | tuple[in
     data = load_splits(cfg, data_root=None, device=device, source_options={"n_train": cfg.n_train, "n_test": 16})
     trainer = Trainer(cfg, device=device, data_root=None, data=data)
     info = DATASETS[cfg.dataset]
-    _, flops = counts(cfg.model, cfg.depths, cfg.widths, info["num_classes"], info["channels"], info["image_size"])
+    _, macs_per_image = counts(cfg.model, cfg.depths, cfg.widths, info["num_classes"], info["channels"], info["image_size"])
     steps = len(data.train_y) // cfg.batch_size
     trainer.train_epoch(0)  # warm-up
     seconds = []
@@ -76,13 +76,13 @@ def calibrate(device: torch.device, *, repeats: int = 3, **probe: int | tuple[in
         _sync(device)
         seconds.append(time.perf_counter() - t0)
     epoch_s = statistics.median(seconds)
-    macs = flops * cfg.batch_size * steps * train_passes(cfg)
+    macs = macs_per_image * cfg.batch_size * steps * train_passes(cfg)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")  # as trainer.autocast
     return Calibration(
         device=device_name(device), macs_per_second=macs / epoch_s,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"), code_version=code_version(),
         probe={"arch": cfg.arch, "method": cfg.method, "attack_steps": cfg.train_attack.steps,
-               "batch_size": cfg.batch_size, "steps": steps, "repeats": len(seconds), "flops_per_image": flops,
+               "batch_size": cfg.batch_size, "steps": steps, "repeats": len(seconds), "macs_per_image": macs_per_image,
                "seconds_per_step": epoch_s / steps, "precision": "bf16" if bf16 else "fp32",
                "torch": torch.__version__},
     )

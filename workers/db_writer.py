@@ -9,7 +9,6 @@ after a driver restart, reported as `kind = "skipped"` by the trainable) is left
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
@@ -18,17 +17,12 @@ from ray import cloudpickle
 from ray.tune import Callback
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.contract import EpochReport, FinalRow
 from db.engine import make_engine, session_factory
 from db.results import upsert_epoch, upsert_final
-from db.sweeps import get_trial, mark_trial, refresh_sweep_status
+from db.sweeps import get_trial, mark_trial
 
 log = logging.getLogger(__name__)
-
-FINAL_KEYS = ("epoch", "clean_acc", "robust_acc", "stability", "n_total", "n_correct", "n_stable", "n_robust",
-              "emp_lipschitz", "emp_lipschitz_blocks", "clean_loss_test", "adv_loss_test", "gpu_seconds")
-EPOCH_KEYS = ("clean_acc", "robust_acc", "stability", "clean_loss_train", "adv_loss_train", "clean_loss_test",
-              "adv_loss_test", "natural_risk", "robust_reg", "local_lipschitz", "lam_t", "lr", "seconds")
-
 
 def _trial_id(trial: Any) -> int:
     return int(trial.config["trial"]["trial_id"])
@@ -82,16 +76,14 @@ class DBWriter(Callback):
 
     def _mark(self, trial: Any, status: str, **kw: Any) -> None:
         with self.make_session.begin() as s:
-            mark_trial(s, trial_id=_trial_id(trial), status=status, **kw)
-            refresh_sweep_status(s, sweep_id=self.sweep_id)
+            mark_trial(s, trial_id=_trial_id(trial), status=status, actor="writer", **kw)
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         with self.make_session.begin() as s:
             row = get_trial(s, trial_id=_trial_id(trial))
             if row is not None and row.status in FINISHED:
                 return  # finished before a driver restart: the trainable skips it
-            mark_trial(s, trial_id=_trial_id(trial), status="running")
-            refresh_sweep_status(s, sweep_id=self.sweep_id)
+            mark_trial(s, trial_id=_trial_id(trial), status="running", actor="writer")
 
     def _stop_reason(self, trial: Any, result: dict[str, Any]) -> str:
         reason = self.scheduler.stop_reason(trial.trial_id) if self.scheduler is not None else None
@@ -99,26 +91,23 @@ class DBWriter(Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
         tid, kind = _trial_id(trial), result.get("kind")
+        provenance = {"device": result.get("device"), "node": result.get("node")}
         with self.make_session.begin() as s:
             if kind == "epoch":
-                metrics = {k: result.get(k) for k in EPOCH_KEYS}
-                traj = json.loads(result.get("lam_trajectory") or "null")
-                if traj is not None:
-                    metrics["lam_trajectory"] = traj
-                upsert_epoch(s, trial_id=tid, epoch=int(result["epoch"]), metrics=metrics)
+                report = EpochReport.model_validate({k: result[k] for k in EpochReport.model_fields if k in result})
+                upsert_epoch(s, trial_id=tid, report=report)
                 if result.get("done"):  # the scheduler stopped the trial at this epoch (Tune sets done first)
                     self.stopped.add(tid)
-                    mark_trial(s, trial_id=tid, status="stopped", error=self._stop_reason(trial, result),
-                               gpu_seconds=result.get("gpu_seconds"))
+                    mark_trial(s, trial_id=tid, status="stopped", actor="writer", error=self._stop_reason(trial, result),
+                               device_seconds=result.get("trial_device_seconds"), **provenance)
             elif kind == "final":
-                for row in json.loads(result["final_rows"]):
-                    metrics = {k: row.get(k) for k in FINAL_KEYS}
-                    upsert_final(s, trial_id=tid, checkpoint=row["checkpoint"], attack=row["attack"], metrics=metrics)
-                mark_trial(s, trial_id=tid, status="completed", gpu_seconds=float(result["gpu_seconds"]))
+                for row in result["final_rows"]:
+                    upsert_final(s, trial_id=tid, row=FinalRow.model_validate(row))
+                mark_trial(s, trial_id=tid, status="completed", actor="writer", device_seconds=result["trial_device_seconds"],
+                           **provenance)
             elif kind == "failed":
                 self.failed.add(tid)
-                mark_trial(s, trial_id=tid, status="failed", error=str(result["error"]))
-            refresh_sweep_status(s, sweep_id=self.sweep_id)
+                mark_trial(s, trial_id=tid, status="failed", actor="writer", error=str(result["error"]), **provenance)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         # completion rows were written with the final result; a trial that ended without one failed silently

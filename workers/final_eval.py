@@ -11,10 +11,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from db.contract import FinalRow, attack_key
 from search_spaces.config import TrialConfig
 from workers.evaluate import evaluate
 from workers.metrics.lipschitz import lipschitz_ratios
-from workers.trainer import Trainer, TrainState, attack_key, autocast, eval_attack
+from workers.trainer import Trainer, TrainState, autocast, eval_attack
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class _LipschitzMean:
         return means[0], means[1:]
 
 
-def final_evaluation(trainer: Trainer, state: TrainState) -> list[dict[str, Any]]:
+def final_evaluation(trainer: Trainer, state: TrainState) -> list[FinalRow]:
     """One row per (checkpoint, attack): clean/robust accuracy, stability, counts, test losses, and for PGD the
     empirical Lipschitz constant of the logits and of every residual block."""
     cfg, d, model = trainer.cfg, trainer.data, trainer.model
@@ -49,7 +50,7 @@ def final_evaluation(trainer: Trainer, state: TrainState) -> list[dict[str, Any]
     for checkpoint, weights, epoch in [("best", state.best_model or last, best_epoch), ("last", last, state.epoch)]:
         if checkpoint == "last" and best_epoch == state.epoch:
             # the best checkpoint is the last one: same weights, same seeded attack, same numbers; evaluate once
-            rows += [{**r, "checkpoint": "last", "gpu_seconds": 0.0} for r in rows]
+            rows += [r.model_copy(update={"checkpoint": "last", "device_seconds": 0.0}) for r in rows]
             break
         model.load_state_dict(weights)
         for name in cfg.final_attacks:
@@ -60,9 +61,9 @@ def final_evaluation(trainer: Trainer, state: TrainState) -> list[dict[str, Any]
                 m = evaluate(model, d.test_x, d.test_y, attack=eval_attack(cfg, name), batch_size=cfg.eval_batch_size,
                              on_batch=lip)
             emp, blocks = lip.result() if lip is not None else (None, None)
-            rows.append({"checkpoint": checkpoint, "attack": attack_key(cfg, name), "epoch": epoch, **m,
-                         "emp_lipschitz": emp, "emp_lipschitz_blocks": blocks,
-                         "gpu_seconds": time.perf_counter() - t0})
+            rows.append(FinalRow(checkpoint=checkpoint, attack=attack_key(name, cfg.eval_attack.steps), epoch=epoch,
+                                 **m, emp_lipschitz=emp, emp_lipschitz_blocks=blocks,
+                                 device_seconds=time.perf_counter() - t0))
     model.load_state_dict(last)
     return rows
 
@@ -74,7 +75,7 @@ def train_and_evaluate(
     data_root: str | None,
     resume: TrainState | None = None,
     on_epoch: Callable[[dict[str, Any], TrainState], None] | None = None,
-) -> tuple[TrainState, list[dict[str, Any]]]:
+) -> tuple[TrainState, list[FinalRow]]:
     """Train (or finish training) one trial, then evaluate its best and last checkpoints on the test set."""
     trainer = Trainer(cfg, device=device, data_root=data_root)
     if resume is not None:

@@ -71,15 +71,17 @@ def war(phase: Literal["tune", "war"] = "tune", zeta: float | None = None,
                   f"war_{regulariser}", wide_ks, zeta=float(zeta), war_alpha=0.1)
 
 
-def zeta_from_tuning(final_rows: list[dict[str, Any]], epoch_rows: list[dict[str, Any]]) -> tuple[float, int]:
+def zeta_from_tuning(final_rows: list[dict[str, Any]], epoch_rows: list[dict[str, Any]], *,
+                     attack: str) -> tuple[float, int]:
     """(zeta, trial) of a finished tuning sweep: the trial with the highest robust accuracy at its best
-    checkpoint under PGD, and its natural_risk / robust_reg at its last epoch (WAR's ratio 'at convergence').
+    checkpoint under `attack` (a stored attack key, e.g. pgd20), and its natural_risk / robust_reg at its last
+    epoch (WAR's ratio 'at convergence').
 
     final_rows / epoch_rows: result rows (db.results.query_results, kind 'final' / 'epoch') of the sweep."""
-    best = [r for r in final_rows if r.get("checkpoint") == "best" and str(r.get("attack", "")).startswith("pgd")
+    best = [r for r in final_rows if r.get("checkpoint") == "best" and r.get("attack") == attack
             and r.get("robust_acc") is not None]
     if not best:
-        raise SpecError("sweep", "no final PGD results at the best checkpoint: is the tuning sweep finished?")
+        raise SpecError("sweep", f"no final {attack} results at the best checkpoint: is the tuning sweep finished?")
     trial = max(best, key=lambda r: r["robust_acc"])["trial"]
     epochs = [r for r in epoch_rows if r.get("trial") == trial and r.get("robust_reg") is not None]
     if not epochs:

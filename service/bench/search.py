@@ -6,7 +6,7 @@
 
 `grid` runs the proxy grid through the real driver (Ray Tune, in-process local Ray) and records every epoch.
 `replay` then runs (workers.bench.search_replay) the project's own ASHA scheduler (workers.tune_search.RungStopper) and Optuna searcher
-(CandidateSearcher around OptunaSearch with NSGAIISampler / TPESampler) against that table, many times over
+(CandidateSearcher driving an Optuna study with NSGAIISampler / TPESampler by ask/tell) against that table, many times over
 (trial arrival orders for ASHA, sampler seeds for NSGA-II and TPE), answering each trial with what the grid
 measured for it (a tabular benchmark: training is seeded, so a re-run of a configuration reproduces its row).
 `real` runs ASHA and NSGA-II once each through the driver on the same task, to check the replay against reality.

@@ -18,7 +18,7 @@ def plan(preset: PresetOpt = None, spec: SpecOpt = None, set_: SetOpt = None,
          as_json: Annotated[bool, typer.Option("--json", help="one JSON object per trial")] = False,
          list_: Annotated[bool, typer.Option("--list", help="list the presets")] = False,
          data_root: DataRootOpt = None) -> None:
-    """Expand a preset or spec into its trials with parameters, FLOPs and estimated cost; nothing runs."""
+    """Expand a preset or spec into its trials with parameters, MACs and estimated cost; nothing runs."""
     from search_spaces.presets import list_presets
     from service.submission import plan_request
 
@@ -91,6 +91,7 @@ def calibrate(
 @app.command("war-zeta")
 def war_zeta(
     sweep: Annotated[str, typer.Argument(help="the finished wu2021-war tuning sweep (id or name)")],
+    attack: Annotated[str, typer.Option(help="the attack key whose robust accuracy picks the trial")] = "pgd20",
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (ROBUSTGRID_DATABASE_URL)")] = None,
 ) -> None:
     """WAR's zeta (natural risk / robust regulariser at the last epoch of the tuning sweep's most robust trial)."""
@@ -104,7 +105,7 @@ def war_zeta(
         final = query_results(s, filters={"sweep": sweep}, kind="final")
         epochs = query_results(s, filters={"sweep": sweep}, kind="epoch")
     try:
-        zeta, trial = zeta_from_tuning(final, epochs)
+        zeta, trial = zeta_from_tuning(final, epochs, attack=attack)
     except SpecError as e:
         fail(str(e))
     typer.echo(f"zeta from trial {trial} of sweep {sweep}; next: robustgrid submit --preset wu2021-war "

@@ -26,7 +26,7 @@ def _describe(g: dict[str, Any]) -> list[str]:
     for p in g["points"]:
         co = "" if p["catastrophic_overfitting"] is None else f"  catastrophic_overfitting={p['catastrophic_overfitting']}"
         lines.append(f"    trial {p['trial']:5d} eps {_px(p['eps']):>9s} epoch {p['epoch']:3d} "
-                     f"adv_loss_train {p['adv_loss_train']:.4f} adv_loss_test {p['adv_loss_test']:.4f}{co}")
+                     f"adv_loss_train {p['adv_loss_train']:.4f} adv_loss_val {p['adv_loss_val']:.4f}{co}")
     if g["missing"]:
         lines.append(f"    no results yet: trials {g['missing']}")
     for f in g["fast"]:

@@ -182,13 +182,13 @@ def test_the_spec_is_stored_with_the_sweep_and_expands_to_its_trials(tmp_path: P
 )
 def test_api_plan_bad_input_is_422_with_field_and_numbers(tmp_path: Path, request_body: dict, field: str,
                                                            words: str) -> None:
-    from fastapi.testclient import TestClient
+    from testkit.api_client import api_client
 
-    from service.app import create_app
     from service.settings import Settings
 
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'rg.db'}", storage_path=str(tmp_path), max_trials=100)
-    r = TestClient(create_app(settings)).post("/api/v1/plan", json=request_body)
+    with api_client(settings) as client:
+        r = client.post("/api/v1/plan", json=request_body)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"][0]
     # model-level spec checks (zip) arrive at loc (body, spec) with the field leading the message

@@ -74,7 +74,7 @@ def test_two_trial_sweep_over_http(api: tuple[str, Settings]) -> None:
 
         trials = client.get(f"{base}/sweeps/{created['id']}/trials").json()
         assert {t["arch"] for t in trials} == {"wrn-d1-1-1-w1-1-1", "wrn-d1-1-1-w1-1-2"}
-        assert all(t["status"] == "completed" and t["gpu_seconds"] > 0 for t in trials)
+        assert all(t["status"] == "completed" and t["device_seconds"] > 0 for t in trials)
 
         epochs = client.get(f"{base}/results", params={"sweep": "e2e-two", "kind": "epoch"}).json()
         assert Counter((e["trial"], e["epoch"]) for e in epochs) == {(t["id"], ep): 1 for t in trials for ep in (1, 2)}
@@ -91,10 +91,10 @@ def test_two_trial_sweep_over_http(api: tuple[str, Settings]) -> None:
             assert f["robust_acc"] <= f["stability"] + 1e-9  # robust examples are correct AND stable
 
         csv = client.get(f"{base}/results", params={"sweep": created["id"], "format": "csv"}).text
-        assert csv.splitlines()[0].startswith("sweep,trial,arch,depths,widths,params,flops")
+        assert csv.splitlines()[0].startswith("sweep,trial,arch,depths,widths,params,macs")
         assert len(csv.strip().splitlines()) == 1 + len(final)
 
-        front = client.get(f"{base}/pareto", params={"x": "params", "y": "robust_acc", "sweep": created["id"]}).json()
+        front = client.get(f"{base}/pareto", params={"x": "params", "y": "robust_acc", "sweep": created["id"], "attack": "pgd3"}).json()
         best = [f for f in final if f["checkpoint"] == "best"]
         assert {p["trial"] for p in front["front"]} == brute_force_front(best)
         assert front["maximize"] == [False, True]

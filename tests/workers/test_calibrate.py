@@ -28,10 +28,10 @@ def test_probe_is_a_real_sat_trial_with_exactly_the_timed_steps() -> None:
 def test_tiny_cpu_calibration_matches_the_pass_model() -> None:
     cal = calibrate(torch.device("cpu"), repeats=1, **TINY)
     p = cal.probe
-    flops = analytic_counts("wrn", (1, 1, 1), (0.5, 0.5, 0.5), 10, 3, 32)[1]  # type: ignore[index]
-    assert p["flops_per_image"] == flops and (p["steps"], p["precision"], p["arch"]) == (2, "fp32", "wrn-d1-1-1-w0.5-0.5-0.5")
+    macs = analytic_counts("wrn", (1, 1, 1), (0.5, 0.5, 0.5), 10, 3, 32)[1]  # type: ignore[index]
+    assert p["macs_per_image"] == macs and (p["steps"], p["precision"], p["arch"]) == (2, "fp32", "wrn-d1-1-1-w0.5-0.5-0.5")
     # one SAT step with PGD-1 is 4 + 2 forward-pass equivalents per example
-    assert cal.macs_per_second * p["seconds_per_step"] == pytest.approx(flops * 8 * 6)
+    assert cal.macs_per_second * p["seconds_per_step"] == pytest.approx(macs * 8 * 6)
     assert 1e6 < cal.macs_per_second < 1e14 and cal.device.startswith("cpu: ")
 
 
@@ -50,7 +50,7 @@ def test_calibrate_command_stores_it_and_plan_uses_it(tmp_path: Path, monkeypatc
     after = json.loads(runner.invoke(app, ["plan", "--preset", "huang2021-width-stage3"]).stdout.splitlines()[-1])
     assert after["calibrated"] is True and after["calibration_device"] == stored["device"]
     ratio = DEFAULT_MACS_PER_SECOND / stored["macs_per_second"]
-    assert after["est_gpu_hours"] == pytest.approx(before["est_gpu_hours"] * ratio, rel=1e-3)
+    assert after["est_device_hours"] == pytest.approx(before["est_device_hours"] * ratio, rel=1e-3)
 
 
 def test_calibrate_bad_probe_names_the_field() -> None:

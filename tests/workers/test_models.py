@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from workers.models import build_model, count_flops, count_params, list_models, model_counts, register_model
+from workers.models import build_model, count_macs, count_params, list_models, model_counts, register_model
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2471, 0.2435, 0.2616)
@@ -65,8 +65,8 @@ def test_forward_shapes_blocks_and_counts(name):
 
     n_params = count_params(model)
     assert n_params == sum(p.numel() for p in model.parameters())
-    flops = count_flops(model, (1, *shape[1:]))
-    assert flops > 0
+    macs = count_macs(model, (1, *shape[1:]))
+    assert macs > 0
     cfg = SMALL[name]
     assert model_counts(
         name,
@@ -75,7 +75,7 @@ def test_forward_shapes_blocks_and_counts(name):
         num_classes=NUM_CLASSES,
         in_channels=cfg["in_channels"],
         input_size=cfg["size"],
-    ) == (n_params, flops)
+    ) == (n_params, macs)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -85,8 +85,8 @@ def test_backward_and_train_mode_with_dropout(name):
     model(torch.rand(shape)).sum().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-    assert model.training  # count_flops below must restore it
-    count_flops(model, (1, *shape[1:]))
+    assert model.training  # count_macs below must restore it
+    count_macs(model, (1, *shape[1:]))
     assert model.training and all(m.training for m in model.modules())
 
 
@@ -158,9 +158,9 @@ def test_library_code_never_picks_a_device():
 
 
 def test_wrn_34_10_has_the_published_parameter_count():
-    params, flops = model_counts("wrn", depths=(5, 5, 5), widths=(10, 10, 10))
+    params, macs = model_counts("wrn", depths=(5, 5, 5), widths=(10, 10, 10))
     assert params == 46_160_474
-    assert flops == 6_658_906_368  # MACs of one 32x32 image
+    assert macs == 6_658_906_368  # MACs of one 32x32 image
     assert params == wrn_params_formula((5, 5, 5), (160, 320, 640))
 
 
@@ -204,10 +204,10 @@ def test_depth_grid_is_counted_in_seconds_and_all_distinct():
         assert params == wrn_params_formula(d, (160, 320, 640)), d
 
 
-def test_flops_of_a_tiny_net_by_hand():
+def test_macs_of_a_tiny_net_by_hand():
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
-    assert count_flops(net, (1, 3, 8, 8)) == 8 * 8 * 4 * (3 * 9) + 256 * 5
-    assert count_flops(net, (2, 3, 8, 8)) == 2 * (8 * 8 * 4 * (3 * 9) + 256 * 5)  # whole batch
+    assert count_macs(net, (1, 3, 8, 8)) == 8 * 8 * 4 * (3 * 9) + 256 * 5
+    assert count_macs(net, (2, 3, 8, 8)) == 2 * (8 * 8 * 4 * (3 * 9) + 256 * 5)  # whole batch
 
     # wrn d1-1-0 w1-1-1 on 8x8: stem, one 16->16 block, one 16->32 stride-2 block with shortcut, linear
     stem = (8 * 8 * 16) * (3 * 9)

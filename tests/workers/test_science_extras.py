@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from db.engine import make_engine, session_factory, upgrade
-from db.sweeps import create_sweep, get_sweep, get_trial
+from db.sweeps import create_sweep, get_sweep, get_trial, set_sweep_status
 from search_spaces.config import ScheduleConfig, TrialConfig, schedule_error
 from workers.db_writer import DBWriter
 from workers.final_eval import train_and_evaluate
 from workers.init_from import load_init_weights, resolve_init_from
 from workers.methods import MethodOutput
 from workers.optim import validate_schedule
+from workers.trainable import final_payload
 from workers.trainer import NonFiniteLoss, Trainer, TrainState
 
 CPU = torch.device("cpu")
@@ -59,9 +60,10 @@ def _tune_trial(tid: int) -> Any:
 def test_stored_counts_obey_robust_equals_correct_and_stable(store: tuple[str, int, list[int]]) -> None:
     url, sweep_id, (tid, _) = store
     cfg = TrialConfig(**TINY, eps=8 / 255, final_attacks=("pgd", "fgsm"))
-    _, rows = train_and_evaluate(cfg, device=CPU, data_root=None)
+    state, rows = train_and_evaluate(cfg, device=CPU, data_root=None)
     writer = DBWriter(url, sweep_id)
-    writer.on_trial_result(0, [], _tune_trial(tid), {"kind": "final", "final_rows": json.dumps(rows), "gpu_seconds": 1.0})
+    writer.on_trial_start(0, [], _tune_trial(tid))
+    writer.on_trial_result(0, [], _tune_trial(tid), final_payload(state, rows, {"device": "cpu", "node": "here"}))
     with session_factory(make_engine(url))() as s:
         stored = get_trial(s, trial_id=tid).final_results
         assert sorted((r.checkpoint, r.attack) for r in stored) == [("best", "fgsm"), ("best", "pgd3"),
@@ -91,6 +93,8 @@ def test_non_finite_loss_fails_only_its_trial_with_the_epoch(store: tuple[str, i
     with pytest.raises(NonFiniteLoss) as e:
         trainer.fit()
     assert e.value.epoch == 2 and str(e.value) == "non_finite_loss at epoch 2"
+    with session_factory(make_engine(url)).begin() as s:  # the driver has started the sweep
+        set_sweep_status(s, sweep_id=sweep_id, status="running", actor="driver")
     writer = DBWriter(url, sweep_id)  # the trainable's report for this exception, through the single writer
     writer.on_trial_start(0, [], _tune_trial(bad))
     writer.on_trial_result(0, [], _tune_trial(bad), {"kind": "failed", "error": str(e.value), "epoch": e.value.epoch})

@@ -21,7 +21,7 @@ from workers.bench.common import GPU_ONLY, Row, Sizes, bench_config, bench_data,
 from workers.data import DataSplits, iterate_batches
 from workers.methods import get_method
 from workers.methods.base import run_attack
-from workers.models import count_flops
+from workers.models import count_macs
 from workers.trainer import Trainer, autocast
 
 B1_FLOOR, B1_TARGET = 2 / 3, 0.75
@@ -93,7 +93,7 @@ def epoch_ratio(sz: Sizes, *, device: torch.device, precision: str, data_root: s
               better="lower", note=f"{sat.cfg.arch} {images} img {_precision(sat.cfg, device)}: "
               f"{info['sat_epoch_s']:.2f} / {info['clean_epoch_s']:.2f} s",
               extra={"sat_epoch_s": t["sat"], "clean_epoch_s": t["clean"]})
-    info["flops"] = 2 * count_flops(sat.model, (1, sat.data.channels, sat.data.image_size, sat.data.image_size))
+    info["flops"] = 2 * count_macs(sat.model, (1, sat.data.channels, sat.data.image_size, sat.data.image_size))
     return row, info
 
 

@@ -6,7 +6,7 @@ Importing this package registers: wrn, preactresnet18, densenet_bc, smallcnn.
 """
 
 from workers.models import densenet, preactresnet, smallcnn, wrn  # noqa: F401  (register the models)
-from workers.models.counting import count_flops, count_params, model_counts
+from workers.models.counting import count_macs, count_params, model_counts
 from workers.models.normalize import Normalize, PixelClassifier
 from workers.models.registry import build_model, list_models, register_model
 
@@ -14,7 +14,7 @@ __all__ = [
     "Normalize",
     "PixelClassifier",
     "build_model",
-    "count_flops",
+    "count_macs",
     "count_params",
     "list_models",
     "model_counts",

@@ -2,7 +2,7 @@
 
 - parameters: trainable parameters only (conv weights and biases, BN affine weight and bias, linear weight and
   bias); BN running statistics and the normalisation mean/std are buffers and are not counted.
-- FLOPs: multiply-accumulates (MACs) of one forward pass, counted by forward hooks on every `nn.Conv2d` and
+- MACs: multiply-accumulates of one forward pass, counted by forward hooks on every `nn.Conv2d` and
   `nn.Linear` that actually runs (BN, ReLU, pooling, additions and concatenations are not counted; modules that
   exist but are never called, such as TRADES' `sub_block1`, add nothing). A conv contributes
   out.numel() * (in_channels / groups) * kh * kw, a linear out.numel() * in_features.
@@ -26,7 +26,7 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> int:
+def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> int:
     """Multiply-accumulates of one forward pass on a zero batch of `input_shape` (B, C, H, W).
 
     The count is for the whole batch (B = 1 gives per-image MACs). The model runs in eval mode under no_grad on
@@ -99,4 +99,4 @@ def model_counts(
             in_channels=in_channels,
             **options,
         )
-    return count_params(model), count_flops(model, (1, in_channels, input_size, input_size))
+    return count_params(model), count_macs(model, (1, in_channels, input_size, input_size))
