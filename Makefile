@@ -9,7 +9,7 @@ ARCHIVE ?= ../shared/data/cifar10-jpeg.tar.gz
 DATA := .data/cifar10-jpeg
 PYTEST_ARGS ?=
 
-.PHONY: install data demo test bench clean
+.PHONY: install data browser demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -25,10 +25,15 @@ data:
 	  tar xzf $(ARCHIVE) -C $(DATA).tmp && mv $(DATA).tmp $(DATA); \
 	else echo "no $(ARCHIVE): tests on real images are skipped; the demo downloads CIFAR-10"; fi
 
+# Debian's chromium for the page test (tests/service/test_pages.py, marker `browser`; skipped without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+	  || echo "chromium not installed: the browser test is skipped"
+
 demo: install data
 	$(BIN)/robustgrid demo $$( [ -d $(DATA)/test ] && echo --data-root $(DATA) )
 
-test: install data
+test: install data browser
 	ROBUSTGRID_TEST_DATA_ROOT=$$( [ -d $(DATA)/test ] && echo $(CURDIR)/$(DATA) ) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -1,0 +1,74 @@
+"""The results page (HTML) and the interactive API docs served from local assets. Thin: each route calls one view
+of service.pages.views and fills a template. Every route here is on `router`, so a dependency (auth by cookie or
+token) added at `APIRouter(dependencies=[...])` or at `include_router` covers the whole page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+
+from db.contract import DEFAULT_ATTACK
+from db.sweeps import NotFound
+from search_spaces.spec import SpecError
+from service.deps import SessionDep, SettingsDep
+from service.errors import unprocessable
+from service.pages.render import render_page
+from service.pages.views import PAGE_SIZE, compare_view, index_view, sweep_view
+
+router = APIRouter(include_in_schema=False)
+
+STATIC_PREFIX = "/static"
+DOCS_PATH = "/docs"
+OPENAPI_PATH = "/openapi.json"  # service.app serves the schema there
+OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
+
+
+def _http(e: Exception) -> HTTPException:
+    if isinstance(e, NotFound):
+        return HTTPException(status_code=404, detail=str(e))
+    assert isinstance(e, SpecError)
+    return unprocessable(e.field, e.reason)
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    return HTMLResponse(render_page("index.html", **index_view(session, settings=settings)))
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(sweep_id: int, session: SessionDep, sort: str = "idx", desc: bool = False, offset: int = 0,
+               limit: int = PAGE_SIZE, attack: str = DEFAULT_ATTACK, checkpoint: str = "best") -> HTMLResponse:
+    try:
+        view = sweep_view(session, sweep_id=sweep_id, sort=sort, desc=desc, offset=offset, limit=limit,
+                          attack=attack, checkpoint=checkpoint)
+    except (NotFound, SpecError) as e:
+        raise _http(e) from None
+    return HTMLResponse(render_page("sweep.html", **view))
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare(run: int, session: SessionDep, reference: Annotated[list[int], Query(min_length=1)],
+            x: str = "params", attack: str = DEFAULT_ATTACK) -> HTMLResponse:
+    try:
+        view = compare_view(session, run=run, reference=reference, attack=attack, x=x)
+    except (NotFound, SpecError) as e:
+        raise _http(e) from None
+    return HTMLResponse(render_page("compare.html", **view))
+
+
+@router.get(DOCS_PATH, response_class=HTMLResponse)
+def docs(request: Request) -> HTMLResponse:
+    """Swagger UI from /static/swagger-ui (swagger-ui-dist 5, vendored): no CDN, works offline."""
+    return get_swagger_ui_html(
+        openapi_url=OPENAPI_PATH, title=f"{request.app.title} API",
+        swagger_js_url=f"{STATIC_PREFIX}/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url=f"{STATIC_PREFIX}/swagger-ui/swagger-ui.css", swagger_favicon_url=f"{STATIC_PREFIX}/favicon.png",
+        oauth2_redirect_url=OAUTH2_REDIRECT_PATH, swagger_ui_parameters={"validatorUrl": None})  # fmt: skip
+
+
+@router.get(OAUTH2_REDIRECT_PATH, response_class=HTMLResponse)
+def docs_oauth2_redirect() -> HTMLResponse:
+    return get_swagger_ui_oauth2_redirect_html()

@@ -1,0 +1,64 @@
+"""Plots as PNG or SVG: a sweep's Pareto scatter, depth heatmap, eps plot and lambda x width lines; a trial's
+training curves. Thin: each route builds the options, calls one function of service.plots and renders."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+
+from db.contract import DEFAULT_ATTACK
+from db.results import NoMatch
+from db.sweeps import NotFound
+from search_spaces.spec import SpecError
+from service.deps import SessionDep
+from service.errors import unprocessable
+from service.plots import MEDIA_TYPES, PlotOptions, render, sweep_figure, trial_figure
+
+router = APIRouter(tags=["plots"])
+
+SweepKind = Literal["pareto", "depth-heatmap", "eps", "lambda-width"]
+Format = Literal["png", "svg"]
+IMAGE_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {"image/png": {}, "image/svg+xml": {}}, "description": "the plot"},
+    404: {"description": "no such sweep or trial"},
+}
+
+
+def _http(e: Exception) -> HTTPException:
+    if isinstance(e, NotFound):
+        return HTTPException(status_code=404, detail=str(e))
+    if isinstance(e, (SpecError, NoMatch)):
+        return unprocessable(e.field, e.reason)
+    return unprocessable("plot", str(e))
+
+
+@router.get("/sweeps/{sweep_id}/plots/{kind}.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)
+def sweep_plot(
+    sweep_id: int, kind: SweepKind, fmt: Format, session: SessionDep,
+    x: Annotated[Literal["params", "macs"], Query(description="Pareto x axis")] = "params",
+    metric: Annotated[str, Query(description="numeric result field: Pareto / lambda-width y, heatmap colour")] =
+        "robust_acc",
+    attack: Annotated[str, Query(description="attack key of the final rows (pgd20, cw20, autoattack, ...)")] =
+        DEFAULT_ATTACK,
+    checkpoint: Literal["best", "last"] = "best",
+    reference: Annotated[list[str] | None, Query(description="Pareto: sweeps (id or name) on the same axes")] = None,
+) -> Response:  # fmt: skip
+    """The sweep's plot `kind` as PNG or SVG. Reference sweeps (imported) are drawn grey with square markers."""
+    try:
+        options = PlotOptions(x=x, metric=metric, attack=attack, checkpoint=checkpoint, reference=tuple(reference or ()))
+        body = render(sweep_figure(session, kind=kind, sweep_ref=sweep_id, options=options), fmt)
+    except (NotFound, ValueError) as e:
+        raise _http(e) from None
+    return Response(body, media_type=MEDIA_TYPES[fmt])
+
+
+@router.get("/trials/{trial_id}/plots/curves.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)
+def trial_plot(trial_id: int, fmt: Format, session: SessionDep) -> Response:
+    """Training curves of a trial: natural risk vs robust regularisation, stability, validation robust accuracy."""
+    try:
+        body = render(trial_figure(session, kind="curves", trial_id=trial_id), fmt)
+    except (NotFound, ValueError) as e:
+        raise _http(e) from None
+    return Response(body, media_type=MEDIA_TYPES[fmt])
