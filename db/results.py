@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, false, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -149,28 +149,57 @@ def _base(kind: str) -> tuple[dict[str, Any], Any]:
     return _COLUMNS[kind], (FinalResult if kind == "final" else EpochMetric)
 
 
+RANGE_OPS: dict[str, str] = {"gte": "__ge__", "gt": "__gt__", "lte": "__le__", "lt": "__lt__"}
+
+
+def split_range(key: str) -> tuple[str, str | None]:
+    """`robust_acc__gte` -> ("robust_acc", "gte"); `arch` -> ("arch", None)."""
+    field, sep, op = key.rpartition("__")
+    if sep and op in RANGE_OPS and field in RESULT_FIELDS:
+        return field, op
+    return key, None
+
+
+def _range(field: str, op: str, expr: Any, value: Any) -> ColumnElement[bool]:
+    if field not in INT_FIELDS | FLOAT_FIELDS:
+        raise ValueError(f"filter {field}__{op}: ranges apply to numeric fields only")
+    if isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"filter {field}__{op}: a range takes one value, got {list(value)}")
+    bound = value.value if isinstance(value, Approx) else _typed(field, value)
+    if bound is None:
+        raise ValueError(f"filter {field}__{op}: a range needs a number")
+    if expr is None:  # the kind lacks the field: None is in no range
+        return false()
+    return getattr(expr, RANGE_OPS[op])(bound)  # type: ignore[no-any-return]
+
+
 def _where(stmt: Select[Any], kind: str, filters: Mapping[str, Any]) -> Select[Any]:
     cols, table = _base(kind)
     stmt = stmt.select_from(table).join(Trial, table.trial_id == Trial.id).join(Sweep, Trial.sweep_id == Sweep.id)
-    for field, value in filters.items():
-        if field == "sweep_ids":
+    for key, value in filters.items():
+        field, op = split_range(key)
+        if op is not None:
+            stmt = stmt.where(_range(field, op, cols.get(field), value))
+        elif field == "sweep_ids":
             stmt = stmt.where(Sweep.id.in_([int(v) for v in value]))
         elif field in LIST_FIELDS:
             raise ValueError(f"filter {field!r}: a list-valued field cannot be filtered on")
         elif field in RESULT_FIELDS:
             stmt = stmt.where(_condition(field, cols.get(field), value))
         else:
-            raise ValueError(f"unknown filter field {field!r}; allowed: {[*RESULT_FIELDS, 'sweep_ids']}")
+            raise ValueError(f"unknown filter field {field!r}; allowed: {[*RESULT_FIELDS, 'sweep_ids']} (ranges: "
+                             f"FIELD__gte, __gt, __lte, __lt)")
     return stmt
 
 
-def _select(kind: str, filters: Mapping[str, Any]) -> tuple[Select[Any], list[str]]:
+def _select(kind: str, filters: Mapping[str, Any], first: tuple[Any, ...] = ()) -> tuple[Select[Any], list[str]]:
+    """The rows' statement, ordered by `first` (sort keys) and then the default order."""
     cols, table = _base(kind)
     names = [f for f in RESULT_FIELDS if f in cols]
     stmt = _where(select(*[cols[f].label(f) for f in names]), kind, filters)
     order = [Sweep.id, Trial.idx, table.epoch] if kind == "epoch" else [Sweep.id, Trial.idx, table.checkpoint,
                                                                          table.attack]  # fmt: skip
-    return stmt.order_by(*order), names
+    return stmt.order_by(*first, *order), names
 
 
 def _clean(v: Any) -> Any:
@@ -196,6 +225,78 @@ def query_results(session: Session, *, filters: Mapping[str, Any] | None = None,
     if not out and explain_empty:
         _explain(session, kind, filters)
     return out
+
+
+def query_columns(session: Session, *, fields: list[str], filters: Mapping[str, Any] | None = None,
+                  kind: str = "final", explain_empty: bool = False) -> dict[str, list[Any]]:
+    """Only `fields` of the matching rows, column by column ({field: [values]} in the default row order): what a
+    computation over many rows (a Pareto front of 100,000 rows) reads instead of whole rows."""
+    filters = dict(filters or {})
+    cols, table = _base(kind)
+    unknown = [f for f in fields if f not in cols]
+    if unknown:
+        raise ValueError(f"fields: {unknown} are not {kind} result fields")
+    stmt = _where(select(*[cols[f] for f in fields]), kind, filters)
+    rows = session.execute(stmt).all()
+    if not rows and explain_empty:
+        _explain(session, kind, filters)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
+    return {f: list(c) for f, c in zip(fields, columns, strict=True)}
+
+
+MAX_PAGE = 10_000  # rows per page at most (the API's `limit` cap)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of result rows and the number of rows all pages hold."""
+
+    total: int
+    limit: int
+    offset: int
+    rows: list[dict[str, Any]]
+
+
+def parse_sort(text: str | None) -> list[tuple[str, bool]]:
+    """`-robust_acc,params` -> [("robust_acc", True), ("params", False)] (True: descending). Fields must be
+    scalar result fields; a bad one -> ValueError naming it."""
+    out = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        desc = part.startswith("-")
+        field = part.lstrip("+-")
+        if field not in RESULT_FIELDS or field in LIST_FIELDS:
+            raise ValueError(f"sort: {field!r} is not a scalar result field")
+        out.append((field, desc))
+    return out
+
+
+def query_page(session: Session, *, filters: Mapping[str, Any] | None = None, kind: str = "final",
+               sort: list[tuple[str, bool]] | None = None, limit: int = 1000, offset: int = 0,
+               explain_empty: bool = False) -> Page:
+    """One page of `query_results`' rows (same filters; range keys FIELD__gte/__gt/__lte/__lt too), ordered by
+    `sort` (field, descending) then the default order, NULLs last; `total` counts every matching row. The
+    database sorts, counts and slices, so a page of a large store reads only its rows."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit: must be in 1..{MAX_PAGE}, got {limit}")
+    if offset < 0:
+        raise ValueError(f"offset: must be >= 0, got {offset}")
+    filters = dict(filters or {})
+    cols, _ = _base(kind)
+    keys: list[Any] = []
+    for field, desc in sort or []:
+        expr = cols.get(field)
+        if expr is not None:  # a field the kind lacks is None in every row: no order
+            keys += [expr.is_(None), expr.desc() if desc else expr.asc()]
+    stmt, names = _select(kind, filters, tuple(keys))
+    total = int(session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0)
+    rows = [{f: (_clean(row[f]) if f in names else None) for f in RESULT_FIELDS}
+            for row in session.execute(stmt.limit(limit).offset(offset)).mappings()]
+    if total == 0 and explain_empty:
+        _explain(session, kind, filters)
+    return Page(total=total, limit=limit, offset=offset, rows=rows)
 
 
 def _explain(session: Session, kind: str, filters: dict[str, Any]) -> None:

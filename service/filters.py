@@ -4,6 +4,10 @@ Floats are matched as people write them: `eps=8/255` is that fraction (within 1e
 precision written (+- half a unit of its last decimal, so it finds the 8/255 = 0.031372... rows), and a number
 written without a decimal point (`lam=6`) matches exactly. `attack` takes canonical keys (pgd20, cw20, fgsm,
 autoattack). A comma separates alternatives: `arch=a,b`.
+
+Ranges on numeric fields are a suffix on the field name, the same in a URL and in the CLI's `--where`:
+`robust_acc__gte=0.5` (>=), `__gt` (>), `__lte` (<=), `__lt` (<), e.g. `?params__lt=1e6&robust_acc__gte=0.5` or
+`--where params__lt=1e6 --where robust_acc__gte=0.5`. A range bound is the number as written (`8/255` too).
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from db.contract import FILTER_FIELDS, FLOAT_FIELDS, INT_FIELDS, LIST_FIELDS, check_attack_key
-from db.results import FLOAT_TOLERANCE, Approx
+from db.contract import FILTER_FIELDS, FLOAT_FIELDS, INT_FIELDS, LIST_FIELDS, NUMERIC_FIELDS, check_attack_key
+from db.results import FLOAT_TOLERANCE, Approx, split_range
 from search_spaces.spec import SpecError
 
 
@@ -61,10 +65,19 @@ def parse_filters(items: Iterable[tuple[str, str]], *, reserved: set[str]) -> di
     for key, raw in items:
         if key in reserved:
             continue
+        field, op = split_range(key)
+        if op is not None:
+            if field not in NUMERIC_FIELDS:
+                raise SpecError(key, "ranges (__gte, __gt, __lte, __lt) apply to numeric fields only")
+            if key in out:
+                raise SpecError(key, "given twice")
+            out[key] = [parse_float(field, raw)]  # ints too: params__lt=1e6
+            continue
         if key in LIST_FIELDS:
             raise SpecError(key, "a list-valued field cannot be filtered on")
         if key not in FILTER_FIELDS:
-            raise SpecError(key, f"unknown filter field; known: {', '.join(sorted(FILTER_FIELDS))}")
+            raise SpecError(key, f"unknown filter field; known: {', '.join(sorted(FILTER_FIELDS))} (ranges: "
+                                 f"FIELD__gte, __gt, __lte, __lt)")
         for part in raw.split(","):
             out.setdefault(key, []).append(_coerce(key, part))
     return {k: v[0] if len(v) == 1 else v for k, v in out.items()}

@@ -5,10 +5,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from db.contract import CONFIG_FIELDS, ResultRow
 from search_spaces.spec import SweepSpec
+
+
+def unflatten(data: dict[str, Any]) -> dict[str, Any]:
+    """{"training.n_test": 100, "training": {"epochs": 2}} -> {"training": {"epochs": 2, "n_test": 100}}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        head, dot, rest = key.partition(".")
+        if dot and head and rest:
+            inner = out.setdefault(head, {})
+            if not isinstance(inner, dict):
+                raise ValueError(f"overrides: {head!r} is given as a value and as {key!r}")
+            inner.update(unflatten({rest: value}))
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key].update(value)
+        else:
+            out[key] = value
+    return out
 
 
 class SweepRequest(BaseModel):
@@ -21,6 +38,13 @@ class SweepRequest(BaseModel):
     overrides: dict[str, Any] = {}  # fidelity knobs (epochs, n_train, width_multiplier) or any spec field
     spec: SweepSpec | None = None
     data_root: str | None = None  # server-side path; default: the service's ROBUSTGRID_DATA_ROOT
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _nested(cls, v: Any) -> Any:
+        """`{"training.n_test": 100}` (as the CLI's --set) and `{"training": {"n_test": 100}}` alike: dotted keys
+        become nested dicts, merged key by key with a nested one given too."""
+        return unflatten(v) if isinstance(v, dict) else v
 
     @model_validator(mode="after")
     def _one_source(self) -> SweepRequest:
@@ -100,11 +124,73 @@ class CurveRow(ResultRow):
     lam_trajectory: list[float] | None = None
 
 
+class ResultOut(ResultRow):
+    """A result row as the API answers it: the contract's fields, then the binomial standard errors derived from the
+    counts on read (None without n_total: per-epoch rows, imported rows without counts)."""
+
+    clean_acc_se: float | None = None
+    robust_acc_se: float | None = None
+    stability_se: float | None = None
+
+
+def _aggregate_fields() -> dict[str, Any]:
+    from db.contract import LIST_FIELDS, NUMERIC_FIELDS, RESULT_FIELDS
+    from db.stats import COUNT_FIELDS, GROUP_FIELDS, SE_FIELDS
+
+    out: dict[str, Any] = {f: (ResultRow.model_fields[f].annotation, None) for f in GROUP_FIELDS}
+    out |= {"epoch": (float | None, None), "n_seeds": (int, ...), "seeds": (list[int], ...), "status": (str, ...)}
+    for f in RESULT_FIELDS:
+        if f in out or f in LIST_FIELDS or f not in NUMERIC_FIELDS or f in ("trial", "seed"):
+            continue
+        out[f] = ((int | None) if f in COUNT_FIELDS else (float | None), None)
+        if f not in COUNT_FIELDS:
+            out[f"{f}_std"] = (float | None, None)
+    out["epoch_std"] = (float | None, None)  # final rows: the checkpoint's epoch is averaged too
+    return out | {f: (float | None, None) for f in SE_FIELDS}
+
+
+# A configuration's results over seeds (`aggregate=seeds`): the group's fields, n_seeds and seeds, the mean of every
+# metric under its own name with `<metric>_std` (sample std over seeds), summed counts and their standard errors.
+AggregateRow = create_model("AggregateRow", **_aggregate_fields())  # type: ignore[call-overload]
+
+
+class ParetoPoint(ResultOut):
+    within_noise: bool | None = None  # its place on the front rests on differences within 2 standard errors
+
+
 class ParetoOut(BaseModel):
     metrics: list[str]
     maximize: list[bool]
     n_points: int
-    front: list[dict[str, Any]]
+    front: list[ParetoPoint]
+    front_within_noise: bool | None = None  # some point within noise (None: no counts to tell)
+    note: str = ""  # the verdict in one sentence
+
+
+class PresetOut(BaseModel):
+    name: str
+    description: str
+    n_trials: int  # trials of the preset at its own fidelity (no overrides)
+    params: dict[str, Any]  # the preset's own parameters and their defaults
+
+
+class ImportRequest(BaseModel):
+    """External results to store as an imported reference sweep: rows in the result vocabulary (db.imports says
+    which fields are read and what happens to the other columns)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    source: str | None = Field(None, max_length=2000)  # where the rows come from (paper, file)
+    rows: list[dict[str, Any]] = Field(min_length=1)
+
+
+class ImportOut(BaseModel):
+    sweep_id: int
+    name: str
+    n_trials: int
+    n_final: int  # final rows stored (per checkpoint and attack)
+    n_epoch: int  # per-epoch rows stored
 
 
 class EpsilonStarPoint(BaseModel):

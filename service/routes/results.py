@@ -1,4 +1,5 @@
-"""Results as JSON or CSV, training curves, Pareto fronts."""
+"""Results as JSON, CSV or Parquet (filtered, sorted, paginated, optionally aggregated over seeds, with standard
+errors), training curves, Pareto fronts with their noise verdict."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from db.contract import DEFAULT_ATTACK
-from db.results import NoMatch, query_results, trial_curves
+from db.results import MAX_PAGE, NoMatch, parse_sort, query_page, query_results, trial_curves
+from db.stats import aggregate_seeds, sort_rows, with_standard_errors
 from db.sweeps import get_trial
 from search_spaces.spec import SpecError
-from service.analysis import pareto_front
+from service.analysis import pareto_report
 from service.deps import SessionDep
 from service.errors import not_found, unprocessable
-from service.exports import render_rows
+from service.exports import render_parquet, render_rows
 from service.filters import parse_filters
-from service.schemas import CurveRow, ParetoOut, ResultRow
+from service.schemas import AggregateRow, CurveRow, ParetoOut, ResultOut
 
 router = APIRouter(tags=["results"])
 
@@ -27,18 +29,48 @@ def _bad_filter(e: ValueError) -> HTTPException:
     return unprocessable("filters", str(e))
 
 
-@router.get("/results", response_model=list[ResultRow])
-def results(request: Request, session: SessionDep, format: Literal["json", "csv"] = "json",
-            kind: Literal["final", "epoch"] = "final") -> list[dict[str, Any]] | Response:
-    """Rows in the result vocabulary (db.contract.ResultRow). Filters on any scalar field: `eps=8/255` or
-    `eps=0.0314` (matched to the precision written), `attack=pgd20`, `arch=a,b` (either). A filter on eps, lam or
-    attack that matches nothing answers 422 naming the values present."""
+PAGE_DEFAULT = 1000
+
+
+@router.get("/results", response_model=list[ResultOut] | list[AggregateRow],
+            responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
+                             "headers": {"X-Total-Count": {"description": "rows on all pages",
+                                                           "schema": {"type": "integer"}}}}})
+def results(request: Request, response: Response, session: SessionDep,
+            format: Literal["json", "csv", "parquet"] = "json", kind: Literal["final", "epoch"] = "final",
+            limit: int = Query(PAGE_DEFAULT, ge=1, le=MAX_PAGE, description=f"page size (max {MAX_PAGE})"),
+            offset: int = Query(0, ge=0), sort: str | None = Query(None, description="e.g. -robust_acc,params"),
+            aggregate: Literal["seeds"] | None = None) -> Any:
+    """Rows in the result vocabulary (db.contract.ResultRow), then their binomial standard errors (clean_acc_se,
+    robust_acc_se, stability_se, from the counts). Filters on any scalar field: `eps=8/255` or `eps=0.0314`
+    (matched to the precision written), `attack=pgd20`, `arch=a,b` (either), ranges as a suffix
+    (`robust_acc__gte=0.5`, `params__lt=1e6`; __gt, __lte too). A filter on eps, lam or attack that matches
+    nothing answers 422 naming the values present. `sort=-robust_acc,params` (`-`: descending; NULLs last).
+    Pagination: `limit` (default 1000, at most 10000) and `offset`; every format answers with the headers
+    `X-Total-Count` (rows on all pages), `X-Limit` and `X-Offset`; the JSON body is the page's list of rows.
+    `aggregate=seeds`: one row per configuration with the mean and standard deviation over seeds of every metric
+    (db.stats.aggregate_seeds), `n_seeds` and `seeds`."""
+    reserved = {"format", "kind", "limit", "offset", "sort", "aggregate"}
     try:
-        filters = parse_filters(request.query_params.multi_items(), reserved={"format", "kind"})
-        rows = query_results(session, filters=filters, kind=kind, explain_empty=True)
+        filters = parse_filters(request.query_params.multi_items(), reserved=reserved)
+        order = parse_sort(sort)
+        if aggregate == "seeds":
+            rows = sort_rows(aggregate_seeds(query_results(session, filters=filters, kind=kind,
+                                                           explain_empty=True), kind=kind), order)
+            total, rows = len(rows), rows[offset:offset + limit]
+        else:
+            page = query_page(session, filters=filters, kind=kind, sort=order, limit=limit, offset=offset,
+                              explain_empty=True)
+            total, rows = page.total, with_standard_errors(page.rows)
     except ValueError as e:
         raise _bad_filter(e) from None
-    return Response(render_rows(rows, "csv"), media_type="text/csv") if format == "csv" else rows
+    headers = {"X-Total-Count": str(total), "X-Limit": str(limit), "X-Offset": str(offset)}
+    if format == "csv":
+        return Response(render_rows(rows, "csv"), media_type="text/csv", headers=headers)
+    if format == "parquet":
+        return Response(render_parquet(rows), media_type="application/vnd.apache.parquet", headers=headers)
+    response.headers.update(headers)
+    return rows
 
 
 @router.get("/trials/{trial_id}/curves", response_model=list[CurveRow])
@@ -54,15 +86,18 @@ def pareto(request: Request, session: SessionDep, x: str = "params", y: str = "r
            attack: str = Query(DEFAULT_ATTACK, description="attack key of the rows (pgd20, cw20, autoattack, ...)"),
            checkpoint: Literal["best", "last"] = "best") -> ParetoOut:
     """Non-dominated rows in (x, y, *metric). `maximize=false,true` overrides the directions (default: accuracies
-    and stability maximised, everything else minimised: params and MACs down, robust accuracy up)."""
+    and stability maximised, everything else minimised: params and MACs down, robust accuracy up). Each point
+    carries its standard errors and `within_noise` (its place on the front rests on differences within two
+    standard errors, db.stats.noise_marks); `front_within_noise` and `note` give the verdict on the whole front."""
     metrics = [x, y, *metric]
     try:
         directions = None if maximize is None else [_bool("maximize", v) for v in maximize.split(",")]
         filters = parse_filters(request.query_params.multi_items(), reserved={"x", "y", "metric", "maximize"})
-        maxi, front = pareto_front(session, metrics=metrics, maximize=directions, filters=filters)
+        report = pareto_report(session, metrics=metrics, maximize=directions, filters=filters)
     except ValueError as e:
         raise _bad_filter(e) from None
-    return ParetoOut(metrics=metrics, maximize=maxi, n_points=len(front), front=front)
+    return ParetoOut(metrics=metrics, maximize=report.maximize, n_points=len(report.front),
+                     front=report.front, front_within_noise=report.front_within_noise, note=report.note)
 
 
 def _bool(field: str, v: str) -> bool:
