@@ -7,6 +7,8 @@ scripts ship inside this package, so it works from an installed wheel and from a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +73,43 @@ def alembic_config() -> Config:
     return cfg
 
 
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction for migrations. On SQLite foreign keys are off meanwhile (and on again after):
+    a batch migration recreates a table, and DROP TABLE with foreign keys on would cascade to the child rows (SQLite
+    ignores the pragma inside a transaction, so it is set before the transaction begins)."""
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite:
+                    bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if bad:
+                        raise RuntimeError(f"the migration broke foreign keys: {bad[:5]}")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
+
+
 def _run(fn: Any, url_or_engine: str | URL | Engine | Connection, revision: str) -> None:
     cfg = alembic_config()
-    if isinstance(url_or_engine, Connection):
+    if isinstance(url_or_engine, Connection):  # the caller's transaction (and its foreign-key setting)
         cfg.attributes["connection"] = url_or_engine
         fn(cfg, revision)
-    elif isinstance(url_or_engine, Engine):
-        with url_or_engine.begin() as conn:
+        return
+    engine = url_or_engine if isinstance(url_or_engine, Engine) else make_engine(url_or_engine)
+    try:
+        with migration_connection(engine) as conn:
             cfg.attributes["connection"] = conn
             fn(cfg, revision)
-    else:
-        cfg.attributes["url"] = url_or_engine  # via attributes: no configparser %-interpolation of the URL
-        fn(cfg, revision)
+    finally:
+        if engine is not url_or_engine:
+            engine.dispose()
 
 
 def upgrade(url_or_engine: str | URL | Engine | Connection, revision: str = "head") -> None:

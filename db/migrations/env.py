@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
-from db.engine import make_engine
+from db.engine import make_engine, migration_connection
 from db.models import Base
 
 config = context.config
@@ -45,7 +45,7 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(_url())
     try:
-        with engine.connect() as conn:
+        with migration_connection(engine) as conn:
             _migrate(conn)
     finally:
         engine.dispose()

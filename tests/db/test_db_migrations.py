@@ -6,7 +6,9 @@ import sqlite3
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+import pytest
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from db.engine import default_sqlite_url, downgrade, make_engine, upgrade
 from db.models import Base
@@ -94,7 +96,16 @@ def test_0002_moves_rows_up_and_down(engine) -> None:
     assert tuple(f) == (5.5, 0.8, 25) and sweep_error is None
     with engine.begin() as conn:
         conn.execute(text("UPDATE trials SET device = 'cpu', macs = 12501633 WHERE id = 7"))
+        conn.execute(text("UPDATE sweeps SET status = 'cancelling'"))  # the state machine's new status
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("UPDATE sweeps SET status = 'paused'"))
+    if engine.dialect.name == "sqlite":  # the table copy ran with foreign keys off; every connection has them on
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
     downgrade(engine, "0001")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM sweeps")).scalar_one() == "cancelled"
+        assert conn.execute(text("SELECT count(*) FROM epoch_metrics")).scalar_one() == 1  # nothing cascaded
     cols = {c["name"] for c in inspect(engine).get_columns("trials")}
     assert {"flops", "gpu_seconds"} <= cols and not {"macs", "device", "node"} & cols
     with engine.connect() as conn:

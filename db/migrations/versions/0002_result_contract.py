@@ -10,6 +10,8 @@ Renames move the existing data with their columns (ALTER TABLE ... RENAME COLUMN
   validation split), epoch_metrics.seconds -> device_seconds;
 - final_results.gpu_seconds -> device_seconds.
 New nullable columns: trials.device, trials.node (provenance), sweeps.error (why a sweep failed).
+Sweep statuses gain `cancelling` (db.states: a cancel asked for, its Ray job being stopped); the CHECK constraint is
+replaced (SQLite: the table is recreated in batch mode, foreign keys off meanwhile: db.engine.migration_connection).
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ ADDED: tuple[tuple[str, str, sa.types.TypeEngine], ...] = (
 )
 
 
+SWEEP_STATUS_0001 = "status IN ('queued', 'running', 'completed', 'failed', 'cancelled')"
+SWEEP_STATUS_0002 = "status IN ('queued', 'running', 'completed', 'failed', 'cancelling', 'cancelled')"
+
+
+def _sweep_status_check(check: str) -> None:
+    with op.batch_alter_table("sweeps") as batch:  # ALTER on PostgreSQL; a table copy on SQLite
+        batch.drop_constraint(op.f("ck_sweeps_status"), type_="check")
+        batch.create_check_constraint(op.f("ck_sweeps_status"), check)
+
+
 def _rename(table: str, old: str, new: str) -> None:
     op.execute(f'ALTER TABLE {table} RENAME COLUMN "{old}" TO "{new}"')
 
@@ -48,9 +60,12 @@ def upgrade() -> None:
         _rename(table, old, new)
     for table, name, type_ in ADDED:
         op.add_column(table, sa.Column(name, type_, nullable=True))
+    _sweep_status_check(SWEEP_STATUS_0002)
 
 
 def downgrade() -> None:
+    op.execute("UPDATE sweeps SET status = 'cancelled' WHERE status = 'cancelling'")  # 0001 has no such state
+    _sweep_status_check(SWEEP_STATUS_0001)
     for table, name, _ in reversed(ADDED):
         op.drop_column(table, name)
     for table, old, new in reversed(RENAMES):
