@@ -34,13 +34,18 @@ def _sessions_and_id(settings: Settings, ref: str) -> tuple[Any, int]:
 
 
 def _run(settings: Settings, ref: str, action: Any, *args: Any) -> int:
-    from service.submission import LifecycleError
+    from db.states import ForbiddenTransition
+    from service.submission import LaunchFailed, LifecycleError, RayUnavailable
 
     sessions, sweep_id = _sessions_and_id(settings, ref)
     try:
         result = action(sessions, sweep_id, *args, settings) if args else action(sessions, sweep_id, settings)
     except LifecycleError as e:
         fail(str(e))
+    except (RayUnavailable, LaunchFailed) as e:  # nothing changed (RayUnavailable), or the sweep is now failed
+        fail(f"ray: {e}")
+    except ForbiddenTransition as e:  # the sweep changed state under the request
+        fail(f"status: {e}")
     typer.echo(json.dumps(asdict(result)))
     return sweep_id
 

@@ -17,7 +17,8 @@ from service.settings import Settings
 
 def submit_request(req: SweepRequest, settings: Settings) -> int:
     from db.engine import make_engine, session_factory, upgrade
-    from service.submission import data_root_of, launch_sweep, store_sweep
+    from db.sweeps import SweepExists
+    from service.submission import LaunchFailed, data_root_of, launch_sweep, store_sweep
 
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -28,8 +29,13 @@ def submit_request(req: SweepRequest, settings: Settings) -> int:
             sweep_id = sweep.id
     except SpecError as e:
         fail(str(e))
-    typer.echo(f"sweep {sweep_id}: {p.totals()['n_trials']} trials, est. {p.totals()['est_gpu_hours']} GPU-hours")
-    launch_sweep(sessions, sweep_id, settings, data_root=data_root_of(req, settings))
+    except SweepExists as e:
+        fail(f"name: {e}")
+    typer.echo(f"sweep {sweep_id}: {p.totals()['n_trials']} trials, est. {p.totals()['est_device_hours']} device-hours")
+    try:
+        launch_sweep(sessions, sweep_id, settings, data_root=data_root_of(req, settings))
+    except LaunchFailed as e:  # stored, now failed with the reason; `robustgrid resume` retries
+        fail(f"ray: {e}")
     return sweep_id
 
 
@@ -46,10 +52,12 @@ def submit(preset: PresetOpt = None, spec: SpecOpt = None, set_: SetOpt = None,
 
 
 def wait_for(settings: Settings, sweep_id: int, poll_s: float = 2.0) -> str:
-    """Poll the store until every trial is terminal; print progress whenever it changes."""
+    """Poll the store until every trial is terminal; print progress whenever it changes. Asks the Ray head about
+    the driver job without ever starting one (`existing_cluster`); a head that cannot be asked ends the wait."""
     from db.engine import make_engine, session_factory
     from db.sweeps import get_sweep, trial_status_counts
     from service import launcher
+    from service.submission import JobNotFound, RayUnavailable, existing_cluster
 
     sessions = session_factory(make_engine(settings.database_url))
     last, t0 = None, time.monotonic()
@@ -65,13 +73,19 @@ def wait_for(settings: Settings, sweep_id: int, poll_s: float = 2.0) -> str:
         if status in ("completed", "failed", "cancelled"):
             return status
         if job:
-            state = launcher.job_status(settings, launcher.ensure_ray_head(settings), job)
+            try:
+                state = launcher.job_status(settings, existing_cluster(settings), job)
+            except RayUnavailable as e:
+                fail(f"ray: {e}")
+            except JobNotFound:
+                fail(f"sweep {sweep_id}: the Ray head does not know its driver job {job} (restarted?): "
+                     f"`robustgrid resume {sweep_id}` continues it")
             if state in ("FAILED", "STOPPED", "SUCCEEDED"):  # a finished driver leaves every trial terminal
                 with sessions() as s:
                     sweep = get_sweep(s, sweep_id=sweep_id)
                     if sweep is not None and sweep.status in ("completed", "failed", "cancelled"):
                         continue
-                logs = launcher.job_logs(settings, launcher.ensure_ray_head(settings), job)
+                logs = launcher.job_logs(settings, existing_cluster(settings), job)
                 typer.echo(logs[-3000:], err=True)
                 fail(f"sweep {sweep_id}: the driver job ended {state}")
         time.sleep(poll_s)
