@@ -244,6 +244,39 @@ def query_columns(session: Session, *, fields: list[str], filters: Mapping[str, 
     return {f: list(c) for f, c in zip(fields, columns, strict=True)}
 
 
+def staircase_candidates(session: Session, *, x: str, y: str, x_max: bool, y_max: bool, fields: list[str],
+                         filters: Mapping[str, Any] | None = None, explain_empty: bool = False,
+                         ) -> tuple[dict[str, list[Any]], int]:
+    """The final rows a 2-D Pareto front of (x exact, y a binomial fraction) and its noise check need, selected in
+    SQL, and the number of rows with both metrics. A row is kept when its y is within the largest possible
+    two-standard-error band (2 sqrt(1/4n_a + 1/4n_b) <= sqrt(2 / min n_total)) of the best y among the rows
+    before it in x, or when its counts are unknown: every front point and every row that could make one noise.
+    The database sorts and windows; Python sees a few hundred rows, not 100,000."""
+    filters = dict(filters or {})
+    cols, _ = _base("final")
+    xe, ye = cols[x], cols[y]
+    order = xe.desc() if x_max else xe.asc()
+    good = ye if y_max else -ye
+    both = (xe.is_not(None), ye.is_not(None))
+    n_rows, min_n = session.execute(_where(select(func.count(), func.min(cols["n_total"])), "final", filters)
+                                    .where(*both)).one()
+    if not n_rows:
+        if explain_empty:
+            _explain(session, "final", filters)
+        return {f: [] for f in fields}, 0
+    inner = _where(select(*[cols[f].label(f) for f in fields],
+                          func.max(good).over(order_by=order, rows=(None, -1)).label("_prev")), "final", filters)
+    inner = inner.where(*both).subquery()
+    prev, good_y = inner.c._prev, (inner.c[y] if y_max else -inner.c[y])
+    keep = [prev.is_(None), good_y >= prev, inner.c.n_total.is_(None)]
+    if min_n is not None:  # else no row has counts: every row's band is unknown, keep all
+        keep.append((prev - good_y) * (prev - good_y) * int(min_n) <= 2.0)
+    rows = session.execute(select(*[inner.c[f] for f in fields]).where(or_(*keep) if min_n is not None
+                                                                          else true())).all()
+    columns = list(zip(*rows, strict=True))
+    return {f: list(c) for f, c in zip(fields, columns, strict=True)}, int(n_rows)
+
+
 MAX_PAGE = 10_000  # rows per page at most (the API's `limit` cap)
 
 

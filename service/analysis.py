@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.contract import DEFAULT_ATTACK, MAXIMIZED, NUMERIC_FIELDS
 from db.pareto import pareto_mask
-from db.results import query_columns, query_results
+from db.results import query_columns, query_results, staircase_candidates
 from db.stats import NOISE_SIGMAS, SE_METRICS, noise_marks, with_standard_errors
 from search_spaces.spec import SpecError
 
@@ -70,7 +70,12 @@ def pareto_report(session: Session, *, metrics: list[str], maximize: list[bool] 
     maximize = _check(metrics, maximize)
     filters = {"checkpoint": "best", "attack": DEFAULT_ATTACK, **filters}
     fields = list(dict.fromkeys(["trial", "checkpoint", "attack", "n_total", *metrics]))
-    raw = query_columns(session, fields=fields, filters=filters, kind="final", explain_empty=True)
+    if len(metrics) == 2 and metrics[0] in EXACT_METRICS and metrics[1] in SE_METRICS:  # (params, robust_acc)
+        raw, n_rows = staircase_candidates(session, x=metrics[0], y=metrics[1], x_max=maximize[0],
+                                           y_max=maximize[1], fields=fields, filters=filters, explain_empty=True)
+    else:
+        raw = query_columns(session, fields=fields, filters=filters, kind="final", explain_empty=True)
+        n_rows = None
     cols = {f: np.array([np.nan if v is None else v for v in raw[f]], dtype=float)
             for f in fields if f not in ("checkpoint", "attack")}
     values = np.stack([cols[m] for m in metrics], axis=1) if raw["trial"] else np.zeros((0, len(metrics)))
@@ -83,7 +88,7 @@ def pareto_report(session: Session, *, metrics: list[str], maximize: list[bool] 
     full = query_results(session, filters={**filters, "trial": sorted({k[0] for k in keys})}, kind="final")
     front = [r | {"within_noise": mark_of[(r["trial"], r["checkpoint"], r["attack"])]}
              for r in with_standard_errors(full) if (r["trial"], r["checkpoint"], r["attack"]) in mark_of]
-    return ParetoReport(maximize, front, *_verdict(marks), n_rows=int(usable.sum()))
+    return ParetoReport(maximize, front, *_verdict(marks), n_rows=int(usable.sum()) if n_rows is None else n_rows)
 
 
 def _verdict(marks: list[bool | None]) -> tuple[bool | None, str]:

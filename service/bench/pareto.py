@@ -1,0 +1,86 @@
+"""Benchmark: a Pareto query (params min, robust accuracy max; best checkpoint, pgd20) over 100,000 stored final
+results on SQLite, through service.analysis.pareto_report (what GET /api/v1/pareto runs). Not a test.
+
+    python -m service.bench.pareto [--rows 100000] [--db /tmp/pareto-bench.db] [--repeat 7]
+
+Builds the store once (bulk inserts; reused when the file exists with that many rows) and prints the median and
+best wall time of the query, the front size and the verdict on noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+
+from db.engine import make_engine, session_factory, upgrade
+from db.models import FinalResult, Sweep, Trial
+from service.analysis import pareto_report
+
+
+def build(url: str, n: int, seed: int = 0) -> None:
+    """One sweep of n trials, each with one best-checkpoint pgd20 row (counts of 10,000 test images)."""
+    rng = random.Random(seed)
+    engine = make_engine(url)
+    upgrade(engine)
+    with session_factory(engine).begin() as s:
+        sweep = Sweep(name="bench", spec={}, status="completed", code_version="bench", n_trials=n)
+        s.add(sweep)
+        s.flush()
+        trials = []
+        for i in range(n):
+            params = rng.randint(10_000, 50_000_000)
+            trials.append({"sweep_id": sweep.id, "idx": i, "config": {}, "config_hash": f"h{i}",
+                           "arch": f"wrn-{i}", "depths": "5-5-5", "widths": "1-1-1", "params": params,
+                           "macs": 100 * params, "method": "sat", "lam": 1.0, "eps": 8 / 255, "norm": "linf",
+                           "dataset": "cifar10", "n_train": None, "seed": 0, "status": "completed",
+                           "code_version": "bench"})
+        s.execute(insert(Trial), trials)
+        ids = s.scalars(select(Trial.id).where(Trial.sweep_id == sweep.id).order_by(Trial.idx)).all()
+        finals = []
+        for tid in ids:
+            n_robust, n_correct = rng.randint(1000, 6000), rng.randint(6000, 9000)
+            finals.append({"trial_id": tid, "checkpoint": "best", "attack": "pgd20", "epoch": 10,
+                           "clean_acc": n_correct / 10_000, "robust_acc": n_robust / 10_000, "stability": 0.6,
+                           "n_total": 10_000, "n_correct": n_correct, "n_stable": 6000, "n_robust": n_robust})
+        s.execute(insert(FinalResult), finals)
+    engine.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--db", type=Path, default=Path("/tmp/pareto-bench.db"))
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    url = f"sqlite:///{args.db.resolve()}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with session_factory(engine)() as s:
+        have = s.scalar(select(func.count()).select_from(FinalResult)) or 0
+    if have != args.rows:
+        engine.dispose()
+        args.db.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        build(url, args.rows)
+        print(f"built {args.rows:,} rows in {time.perf_counter() - t0:.1f} s")
+        engine = make_engine(url)
+    sessions = session_factory(engine)
+    times, report = [], None
+    for _ in range(args.repeat):
+        with sessions() as s:
+            t0 = time.perf_counter()
+            report = pareto_report(s, metrics=["params", "robust_acc"], maximize=None, filters={"sweep": "bench"})
+            times.append(time.perf_counter() - t0)
+    assert report is not None
+    print(f"pareto over {report.n_rows:,} rows: median {1000 * statistics.median(times):.1f} ms, best "
+          f"{1000 * min(times):.1f} ms ({args.repeat} runs); front {len(report.front)} points, within noise: "
+          f"{report.front_within_noise}")
+
+
+if __name__ == "__main__":
+    main()
