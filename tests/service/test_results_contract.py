@@ -90,7 +90,7 @@ def test_csv_carries_the_contract_columns(client: TestClient) -> None:
     final = client.get("/api/v1/results", params={"format": "csv"})
     assert final.status_code == 200
     header = final.text.splitlines()[0].split(",")
-    assert header == list(RESULT_FIELDS) and "flops" not in header
+    assert header == [*RESULT_FIELDS, "clean_acc_se", "robust_acc_se", "stability_se"] and "flops" not in header
     assert {"macs", "device_seconds", "n_correct", "n_stable", "n_robust", "emp_lipschitz_blocks"} <= set(header)
     rows = _csv(final.text)
     assert [(r["macs"], r["n_correct"], r["n_robust"], r["device_seconds"]) for r in rows[:1]] == [
