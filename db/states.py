@@ -60,6 +60,7 @@ TRIAL_TRANSITIONS: dict[tuple[str, str], frozenset[str]] = _table({
     "api": [
         ("queued", "cancelled"), ("running", "cancelled"),  # cancel
         ("running", "queued"), ("cancelled", "queued"),  # requeue before a resume
+        ("failed", "queued"),  # resume: only the trials the driver's wind-down failed (db.sweeps.requeue_trials)
     ],
     "driver": [  # the wind-down safety net: no trial stays queued or running silently
         ("queued", "failed"), ("running", "failed"),

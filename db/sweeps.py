@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -40,7 +40,8 @@ def _check(status: str, allowed: tuple[str, ...], what: str) -> None:
 
 
 def create_sweep(
-    session: Session, *, name: str, spec: dict[str, Any], trials: list[dict[str, Any]], code_version: str
+    session: Session, *, name: str, spec: dict[str, Any], trials: list[dict[str, Any]], code_version: str,
+    owner: str | None = None
 ) -> Sweep:
     """Insert a sweep (status `queued`) and its trials; flushes, so ids are set. A trial dict holds the trial
     columns (`idx` defaults to its position, `status` to `queued`, `code_version` to the sweep's). Raises
@@ -53,7 +54,8 @@ def create_sweep(
         _check(t.get("status", "queued"), TRIAL_STATUSES, f"trial {i}")
     if session.scalar(select(Sweep.id).where(Sweep.name == name)) is not None:
         raise SweepExists(f"sweep {name!r} already exists")
-    sweep = Sweep(name=name, spec=spec, status="queued", code_version=code_version, n_trials=len(trials))
+    sweep = Sweep(name=name, spec=spec, status="queued", code_version=code_version, n_trials=len(trials),
+                  owner=owner)
     session.add(sweep)
     try:
         session.flush()  # no savepoint (pysqlite's legacy transactions make SAVEPOINTs unreliable)
@@ -81,8 +83,12 @@ def get_sweep_by_name_or_id(session: Session, *, ref: str) -> Sweep | None:
     return session.scalar(select(Sweep).where(Sweep.name == ref))
 
 
-def list_sweeps(session: Session) -> list[Sweep]:
-    return list(session.scalars(select(Sweep).order_by(Sweep.id)))
+def list_sweeps(session: Session, *, visible_to: str | None = None) -> list[Sweep]:
+    """Every sweep, or with `visible_to` an owner's sweeps and the imported reference sweeps."""
+    query = select(Sweep).order_by(Sweep.id)
+    if visible_to is not None:
+        query = query.where(or_(Sweep.owner == visible_to, Sweep.imported.is_(True)))
+    return list(session.scalars(query))
 
 
 def list_trials(session: Session, *, sweep_id: int) -> list[Trial]:
@@ -267,16 +273,22 @@ def end_unfinished_trials(session: Session, *, sweep_id: int, status: str, error
     return ids
 
 
+DRIVER_ENDED = "the driver ended without finishing this trial"  # the wind-down's error: such a trial may resume
+
+
 def requeue_trials(session: Session, *, sweep_id: int, actor: Actor,
-                   statuses: tuple[str, ...] = ("running", "cancelled")) -> list[int]:
+                   statuses: tuple[str, ...] = ("running", "cancelled"), driver_ended: bool = False) -> list[int]:
     """Set trials in `statuses` back to `queued` (error and ended_at cleared, started_at kept) before a resume, as
-    `actor` (ForbiddenTransition, nothing written, for a status that may not be requeued). Returns the ids
-    changed."""
-    for s in statuses:
+    `actor` (ForbiddenTransition, nothing written, for a status that may not be requeued). With `driver_ended`,
+    also the failed trials the driver's wind-down ended (error DRIVER_ENDED): Tune restarts them from their last
+    checkpoint; a trial that failed on its own (an exception, a non-finite loss) stays failed. Returns the ids."""
+    for s in (*statuses, *(("failed",) if driver_ended else ())):
         _check(s, TRIAL_STATUSES, "trial")
         check_transition("trial", s, "queued", actor)
-    rows = session.scalars(select(Trial).where(Trial.sweep_id == sweep_id, Trial.status.in_(statuses))
-                           .order_by(Trial.idx))
+    which = Trial.status.in_(statuses)
+    if driver_ended:
+        which = or_(which, (Trial.status == "failed") & (Trial.error == DRIVER_ENDED))
+    rows = session.scalars(select(Trial).where(Trial.sweep_id == sweep_id, which).order_by(Trial.idx))
     return [mark_trial(session, trial_id=t.id, status="queued", actor=actor).id for t in list(rows)]
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.contract import EpochReport, FinalRow
 from db.engine import make_engine, session_factory
 from db.results import upsert_epoch, upsert_final
+from db.states import ForbiddenTransition
 from db.sweeps import get_trial, mark_trial
 
 log = logging.getLogger(__name__)
@@ -74,16 +75,26 @@ class DBWriter(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_sessions": None}
 
+    @staticmethod
+    def _set(s: Session, tid: int, status: str, **kw: Any) -> None:
+        """The writer's status change, unless the trial is no longer the writer's to change (the api cancelled it
+        while the job was dying, or a replay reports a finished trial): that is logged, not raised, so one trial's
+        row never takes the Tune loop (and the sweep) down. The trial's result rows are written either way."""
+        try:
+            mark_trial(s, trial_id=tid, status=status, actor="writer", **kw)
+        except ForbiddenTransition as e:
+            log.warning("trial %s: not marked %s: %s", tid, status, e)
+
     def _mark(self, trial: Any, status: str, **kw: Any) -> None:
         with self.make_session.begin() as s:
-            mark_trial(s, trial_id=_trial_id(trial), status=status, actor="writer", **kw)
+            self._set(s, _trial_id(trial), status, **kw)
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         with self.make_session.begin() as s:
             row = get_trial(s, trial_id=_trial_id(trial))
             if row is not None and row.status in FINISHED:
                 return  # finished before a driver restart: the trainable skips it
-            mark_trial(s, trial_id=_trial_id(trial), status="running", actor="writer")
+            self._set(s, _trial_id(trial), "running")
 
     def _stop_reason(self, trial: Any, result: dict[str, Any]) -> str:
         reason = self.scheduler.stop_reason(trial.trial_id) if self.scheduler is not None else None
@@ -98,16 +109,15 @@ class DBWriter(Callback):
                 upsert_epoch(s, trial_id=tid, report=report)
                 if result.get("done"):  # the scheduler stopped the trial at this epoch (Tune sets done first)
                     self.stopped.add(tid)
-                    mark_trial(s, trial_id=tid, status="stopped", actor="writer", error=self._stop_reason(trial, result),
-                               device_seconds=result.get("trial_device_seconds"), **provenance)
+                    self._set(s, tid, "stopped", error=self._stop_reason(trial, result),
+                              device_seconds=result.get("trial_device_seconds"), **provenance)
             elif kind == "final":
                 for row in result["final_rows"]:
                     upsert_final(s, trial_id=tid, row=FinalRow.model_validate(row))
-                mark_trial(s, trial_id=tid, status="completed", actor="writer", device_seconds=result["trial_device_seconds"],
-                           **provenance)
+                self._set(s, tid, "completed", device_seconds=result["trial_device_seconds"], **provenance)
             elif kind == "failed":
                 self.failed.add(tid)
-                mark_trial(s, trial_id=tid, status="failed", actor="writer", error=str(result["error"]), **provenance)
+                self._set(s, tid, "failed", error=str(result["error"]), **provenance)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         # completion rows were written with the final result; a trial that ended without one failed silently

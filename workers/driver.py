@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, session_factory
 from db.sweeps import (
+    DRIVER_ENDED,
     end_unfinished_trials,
     get_sweep,
     list_trials,
@@ -185,7 +186,7 @@ def wind_down(make_session: sessionmaker[Session], sweep_id: int, *, last_idx: i
                                   actor="driver")
         else:
             end_unfinished_trials(s, sweep_id=sweep_id, status="failed", max_idx=last_idx, actor="driver",
-                                  error="the driver ended without finishing this trial")
+                                  error=DRIVER_ENDED)
         return refresh_sweep_status(s, sweep_id=sweep_id, actor="driver")
 
 

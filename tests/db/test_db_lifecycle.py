@@ -115,7 +115,9 @@ def test_requeue_trials_before_a_resume(factory, make_sweep) -> None:
     with pytest.raises(ValueError, match="paused"), factory.begin() as s:
         requeue_trials(s, sweep_id=sweep_id, statuses=("paused",), actor="api")
     with pytest.raises(ForbiddenTransition, match="'failed' -> 'queued'"), factory.begin() as s:
-        requeue_trials(s, sweep_id=sweep_id, statuses=("failed",), actor="api")  # errored trials stay failed
+        requeue_trials(s, sweep_id=sweep_id, statuses=("failed",), actor="writer")
+    with factory.begin() as s:  # a trial that errored on its own stays failed on a resume
+        assert requeue_trials(s, sweep_id=sweep_id, actor="api", driver_ended=True) == []
     driver_requeue = pytest.raises(ForbiddenTransition, match="'running' -> 'queued' is not allowed for the driver")
     with driver_requeue, factory.begin() as s:
         requeue_trials(s, sweep_id=sweep_id, actor="driver")
