@@ -30,8 +30,9 @@ CHECKPOINTS: tuple[str, ...] = get_args(Checkpoint)
 
 # Canonical keys of evaluation attacks as stored in `final_results.attack`: an iterative attack carries its
 # number of steps (pgd20, pgd100, cw20); single-shot or parameter-free ones are their name.
-STEPPED_ATTACKS: tuple[str, ...] = ("pgd", "cw")
-FIXED_ATTACKS: tuple[str, ...] = ("fgsm", "autoattack", "apgd-ce", "apgd-t")
+STEPPED_ATTACKS: tuple[str, ...] = ("pgd", "cw", "gama")  # gama: GAMA-PGD (Sriramanan et al. 2020), references
+FIXED_ATTACKS: tuple[str, ...] = ("fgsm", "autoattack", "apgd-ce", "apgd-t", "fab", "square",
+                                  "cw")  # bare cw: CW-inf whose step count a reference does not state
 _KEY = re.compile(rf"^(?:(?:{'|'.join(STEPPED_ATTACKS)})[1-9][0-9]*|{'|'.join(map(re.escape, FIXED_ATTACKS))})$")
 DEFAULT_ATTACK = "pgd20"  # the studies' reported attack
 
@@ -165,10 +166,10 @@ class ResultRow(BaseModel):
     arch: str
     depths: str
     widths: str
-    params: int
-    macs: int
+    params: int | None = None  # None only for imported references that state none
+    macs: int | None = None
     method: str
-    lam: float
+    lam: float | None = None
     eps: float
     norm: str
     dataset: str

@@ -16,11 +16,11 @@ says which of its rows a store may drop) bad rows are left out and returned with
 What happens to each column:
 - result fields: stored as above; `sweep` and `trial` (another store's names and ids) are not ours and are kept in
   the provenance instead; the `_se` fields are derived on read, so a file's own are kept in the provenance too;
-- missing `seed` -> 0 and missing `lam` -> LAM_NOT_STATED (-1: a paper that states none; lam >= 0 otherwise),
-  both also recorded in the provenance (`seed_not_stated`, `lam_not_stated`); missing `n_train` -> None (the full
-  training split); missing depths/widths -> read from a WRN arch key, else empty;
-- missing `params` or `macs` -> counted by the caller's `count(arch, dataset)` (WRN keys), else the row is
-  rejected naming the field (the columns are NOT NULL: nothing is made up);
+- missing `seed` -> 0, recorded in the provenance (`seed_not_stated`); missing `lam` -> NULL (a paper that states
+  none; `lam_not_stated` in the provenance); missing `n_train` -> None (the full training split); missing
+  depths/widths -> read from a WRN arch key, else empty;
+- missing `params` or `macs` -> counted by the caller's `count(arch, dataset)` (WRN keys), else left NULL (nothing
+  is made up); a row with neither params nor macs, and no way to count them, is rejected naming `params`;
 - every other column (a published file's `source`, `note`, `*_std`) is kept per row in the trial's config under
   `{"imported": {"source": ..., "rows": [{"row": 3, "checkpoint": ..., "attack": ..., "note": ..., ...}]}}`.
 """
@@ -51,7 +51,6 @@ from db.fields import TRIAL_STATUSES
 from db.models import EpochMetric, FinalResult, Sweep, Trial
 from db.sweeps import SweepExists
 
-LAM_NOT_STATED = -1.0  # stored lam of a row that states none (the column is NOT NULL; real lambdas are >= 0)
 IMPORT_CODE_VERSION = "imported"
 KEY_FIELDS: tuple[str, ...] = ("arch", "method", "lam", "eps", "norm", "dataset", "n_train", "seed")
 TRIAL_LEVEL: tuple[str, ...] = ("depths", "widths", "params", "macs", "status", "error")  # one value per trial
@@ -185,7 +184,7 @@ def parse_row(n: int, raw: dict[str, Any], count: Counter | None) -> _Row:
             raise ImportRejected(n, name, f"{v!r} is not {what} ({e})") from None
     _check_values(n, vals)
     if "lam" not in vals:
-        vals["lam"], extras["lam_not_stated"] = LAM_NOT_STATED, True
+        vals["lam"], extras["lam_not_stated"] = None, True
     if "seed" not in vals:
         vals["seed"], extras["seed_not_stated"] = 0, True
     shape = wrn_shape(vals["arch"])
@@ -194,14 +193,15 @@ def parse_row(n: int, raw: dict[str, Any], count: Counter | None) -> _Row:
         vals.setdefault("widths", shape[1])
     if "params" not in vals or "macs" not in vals:
         counted = count(vals["arch"], vals["dataset"]) if count is not None else None
-        if counted is None:
-            missing = "params" if "params" not in vals else "macs"
-            raise ImportRejected(n, missing, f"missing, and {vals['arch']!r} on {vals['dataset']!r} cannot be "
-                                             f"counted (only WRN keys wrn-d<D1-D2-D3>-w<W1-W2-W3> are)")
-        vals.setdefault("params", counted[0])
-        vals.setdefault("macs", counted[1])
-    trial = {"depths": vals.get("depths", ""), "widths": vals.get("widths", ""), "params": vals["params"],
-             "macs": vals["macs"], "status": vals.get("status", "completed"), "error": vals.get("error")}
+        if counted is None and "params" not in vals and "macs" not in vals:
+            raise ImportRejected(n, "params", f"give params or macs: neither is in the row, and {vals['arch']!r} "
+                                              f"on {vals['dataset']!r} cannot be counted (only WRN keys "
+                                              f"wrn-d<D1-D2-D3>-w<W1-W2-W3> are)")
+        if counted is not None:
+            vals.setdefault("params", counted[0])
+            vals.setdefault("macs", counted[1])
+    trial = {"depths": vals.get("depths", ""), "widths": vals.get("widths", ""), "params": vals.get("params"),
+             "macs": vals.get("macs"), "status": vals.get("status", "completed"), "error": vals.get("error")}
     return _Row(n, tuple(vals.get(k) for k in KEY_FIELDS), trial, _report(n, vals), extras)
 
 

@@ -101,10 +101,10 @@ class Trial(Base):
     arch: Mapped[str] = mapped_column(String(200), index=True)  # e.g. wrn-d5-5-5-w10-10-10
     depths: Mapped[str] = mapped_column(String(100))  # "5-5-5"
     widths: Mapped[str] = mapped_column(String(100))  # "10-10-10"
-    params: Mapped[int] = mapped_column(BigInteger)  # trainable parameters
-    macs: Mapped[int] = mapped_column(BigInteger)  # multiply-accumulates of one forward pass of one image
+    params: Mapped[int | None] = mapped_column(BigInteger)  # trainable parameters (None: a reference states none)
+    macs: Mapped[int | None] = mapped_column(BigInteger)  # multiply-accumulates of one forward pass of one image
     method: Mapped[str] = mapped_column(String(50), index=True)
-    lam: Mapped[float] = mapped_column(Float)
+    lam: Mapped[float | None] = mapped_column(Float)  # None: an imported reference states none
     eps: Mapped[float] = mapped_column(Float, index=True)  # [0, 1] pixel units
     norm: Mapped[str] = mapped_column(String(16))
     dataset: Mapped[str] = mapped_column(String(100), index=True)  # provenance name, e.g. cifar10-jpeg

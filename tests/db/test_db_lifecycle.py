@@ -50,7 +50,7 @@ def test_add_trials_rejects_bad_rows_and_writes_nothing(factory, make_sweep, tri
         with pytest.raises(ValueError, match=word), factory.begin() as s:
             add_trials(s, sweep_id=sweep_id, trials=[bad])
     with pytest.raises(IntegrityError), factory.begin() as s:  # a NOT NULL column missing: all rolled back
-        add_trials(s, sweep_id=sweep_id, trials=[trial_dict(4), {**trial_dict(5), "params": None}])
+        add_trials(s, sweep_id=sweep_id, trials=[trial_dict(4), {**trial_dict(5), "arch": None}])
     with factory() as s:
         assert len(list_trials(s, sweep_id=sweep_id)) == 1 and get_sweep(s, sweep_id=sweep_id).n_trials == 1
 

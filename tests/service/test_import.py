@@ -122,7 +122,7 @@ def test_api_import_json_rows(client: TestClient) -> None:
         "name": "ext", "n_trials": 2, "n_final": 8, "n_epoch": 0}
     again = client.post("/api/v1/sweeps/import", json={"name": "ext", "rows": rows})
     assert again.status_code == 409
-    bad = [*rows[:3], {**rows[3], "attack": "cw"}]
+    bad = [*rows[:3], {**rows[3], "attack": "pgd"}]
     r = client.post("/api/v1/sweeps/import", json={"name": "ext2", "rows": bad})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "rows", "4", "attack"]
     sweeps = {s["name"]: s for s in client.get("/api/v1/sweeps").json()}
