@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,9 @@ from search_spaces.spec import SpecError
 from service.cli.common import DataRootOpt, DbOpt, PresetOpt, SetOpt, SpecOpt, app, build_request, fail, settings_from
 from service.schemas import SweepRequest
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.cli.progress import SweepProgress
 
 
 def submit_request(req: SweepRequest, settings: Settings) -> int:
@@ -52,24 +55,29 @@ def submit(preset: PresetOpt = None, spec: SpecOpt = None, set_: SetOpt = None,
 
 
 def wait_for(settings: Settings, sweep_id: int, poll_s: float = 2.0) -> str:
-    """Poll the store until every trial is terminal; print progress whenever it changes. Asks the Ray head about
-    the driver job without ever starting one (`existing_cluster`); a head that cannot be asked ends the wait."""
+    """Poll the store until every trial is terminal, drawing live progress per trial and epoch with an ETA
+    (service.cli.progress). Asks the Ray head about the driver job without ever starting one (`existing_cluster`); a
+    head that cannot be asked ends the wait; a sweep being cancelled ends it once its job has stopped."""
     from db.engine import make_engine, session_factory
-    from db.sweeps import get_sweep, trial_status_counts
+    from service.cli.progress import SweepProgress
+
+    sessions = session_factory(make_engine(settings.database_url))
+    with SweepProgress(sweep_id) as bars:
+        return _poll(settings, sessions, sweep_id, bars, poll_s)
+
+
+def _poll(settings: Settings, sessions: Any, sweep_id: int, bars: SweepProgress, poll_s: float) -> str:
+    from db.progress import trial_progress
+    from db.sweeps import get_sweep
     from service import launcher
     from service.submission import JobNotFound, RayUnavailable, existing_cluster
 
-    sessions = session_factory(make_engine(settings.database_url))
-    last, t0 = None, time.monotonic()
     while True:
         with sessions() as s:
             sweep = get_sweep(s, sweep_id=sweep_id)
             assert sweep is not None
-            counts, status, job = trial_status_counts(s, sweep_id=sweep_id), sweep.status, sweep.ray_job_id
-        line = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        if line != last:
-            typer.echo(f"[{time.monotonic() - t0:6.0f} s] sweep {sweep_id} {status}: {line}", err=True)
-            last = line
+            status, job = sweep.status, sweep.ray_job_id
+            bars.update(status, trial_progress(s, sweep_id=sweep_id))
         if status in ("completed", "failed", "cancelled"):
             return status
         if job:
@@ -85,6 +93,8 @@ def wait_for(settings: Settings, sweep_id: int, poll_s: float = 2.0) -> str:
                     sweep = get_sweep(s, sweep_id=sweep_id)
                     if sweep is not None and sweep.status in ("completed", "failed", "cancelled"):
                         continue
+                    if sweep is not None and sweep.status == "cancelling":  # the cancel stopped it
+                        return "cancelling"
                 logs = launcher.job_logs(settings, existing_cluster(settings), job)
                 typer.echo(logs[-3000:], err=True)
                 fail(f"sweep {sweep_id}: the driver job ended {state}")
