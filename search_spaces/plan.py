@@ -171,7 +171,16 @@ class Plan:
             "calibrated": cal is not None,
             "macs_per_second": self.macs_per_second,
             "calibration_device": cal.device if cal else None,
+            "cost_unit": cost_unit(cal.device if cal else None),
         }
+
+
+def cost_unit(calibration_device: str | None) -> str:
+    """What the plan's hours are hours of: the calibrated device's kind (`cpu-hours` when `robustgrid calibrate`
+    measured a CPU, `gpu-hours` for a CUDA device), else `device-hours` of the uncalibrated default rate."""
+    if calibration_device is None:
+        return "device-hours"
+    return "gpu-hours" if calibration_device.startswith("cuda") else f"{calibration_device.split(':')[0]}-hours"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -34,7 +34,10 @@ def submit_request(req: SweepRequest, settings: Settings) -> int:
         fail(str(e))
     except SweepExists as e:
         fail(f"name: {e}")
-    typer.echo(f"sweep {sweep_id}: {p.totals()['n_trials']} trials, est. {p.totals()['est_device_hours']} device-hours")
+    totals = p.totals()
+    calibrated = "" if totals["calibrated"] else " (uncalibrated: `robustgrid calibrate` measures this device)"
+    typer.echo(f"sweep {sweep_id}: {totals['n_trials']} trials, est. {totals['est_device_hours']} "
+               f"{totals['cost_unit']}{calibrated}")
     try:
         launch_sweep(sessions, sweep_id, settings, data_root=data_root_of(req, settings))
     except LaunchFailed as e:  # stored, now failed with the reason; `robustgrid resume` retries

@@ -41,6 +41,7 @@ def test_calibrate_command_stores_it_and_plan_uses_it(tmp_path: Path, monkeypatc
     r = runner.invoke(app, ["plan", "--preset", "huang2021-width-stage3"])
     before = json.loads(r.stdout.splitlines()[-1])
     assert before["calibrated"] is False and before["macs_per_second"] == DEFAULT_MACS_PER_SECOND
+    assert before["cost_unit"] == "device-hours"
     r = runner.invoke(app, ["calibrate", "--device", "cpu", "--depths", "1,1,1", "--widths", "0.5,0.5,0.5",
                             "--batch-size", "8", "--steps", "1", "--attack-steps", "1", "--repeats", "1"])
     assert r.exit_code == 0, r.output
@@ -49,6 +50,7 @@ def test_calibrate_command_stores_it_and_plan_uses_it(tmp_path: Path, monkeypatc
     assert {"device", "macs_per_second", "measured_at", "code_version", "probe"} <= set(stored)
     after = json.loads(runner.invoke(app, ["plan", "--preset", "huang2021-width-stage3"]).stdout.splitlines()[-1])
     assert after["calibrated"] is True and after["calibration_device"] == stored["device"]
+    assert after["cost_unit"] == "cpu-hours"  # labelled by the calibrated device, not GPU-hours
     ratio = DEFAULT_MACS_PER_SECOND / stored["macs_per_second"]
     assert after["est_device_hours"] == pytest.approx(before["est_device_hours"] * ratio, rel=1e-3)
 
