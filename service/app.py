@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from db.engine import make_engine, session_factory, upgrade
 from search_spaces.provenance import code_version
+from service.auth import require_page_token, require_token
+from service.errors import UNAUTHORIZED, install_error_handlers
+from service.limits import BodySizeLimit
 from service.pages.render import STATIC_DIR
-from service.routes import analysis, pages, plots, results, sweeps
+from service.routes import analysis, imports, pages, plots, presets, results, sweeps
 from service.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -18,18 +22,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    app = FastAPI(title="RobustGrid", version=code_version(),
-                  description="Adversarial-robustness sweeps on Ray Tune, results in SQL.",
-                  docs_url=None, redoc_url=None)  # /docs: local assets (service.routes.pages); redoc needs a CDN
+    app = FastAPI(title="RobustGrid", version=code_version(), openapi_url=None,  # served below, behind a token
+                  docs_url=None, redoc_url=None,  # /docs: local assets (service.routes.pages); redoc needs a CDN
+                  description="Adversarial-robustness sweeps on Ray Tune, results in SQL. Every route but "
+                              "/api/v1/health needs `Authorization: Bearer <token>` "
+                              "(`robustgrid token create --scope read|write|admin --owner NAME`).")
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
-    app.include_router(sweeps.router, prefix=API_PREFIX)
-    app.include_router(results.router, prefix=API_PREFIX)
-    app.include_router(analysis.router, prefix=API_PREFIX)
-    app.include_router(plots.router, prefix=API_PREFIX)
-    app.include_router(pages.router)  # the results pages and /docs (HTML, not in the schema)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Every router is included with one of these: API routers take a bearer token, page routers (results pages,
+    # docs) the robustgrid_token cookie too. tests/service/test_auth.py checks every route answers 401 without.
+    guarded = {"dependencies": [Depends(require_token)], "responses": UNAUTHORIZED}
+    page_guarded = {"dependencies": [Depends(require_page_token)], "responses": UNAUTHORIZED}
+    app.include_router(sweeps.router, prefix=API_PREFIX, **guarded)
+    app.include_router(results.router, prefix=API_PREFIX, **guarded)
+    app.include_router(presets.router, prefix=API_PREFIX, **guarded)
+    app.include_router(imports.router, prefix=API_PREFIX, **guarded)
+    app.include_router(analysis.router, prefix=API_PREFIX, **guarded)
+    app.include_router(plots.router, prefix=API_PREFIX, **guarded)
+    app.include_router(pages.router, **page_guarded)  # the results pages and /docs (HTML, not in the schema)
     app.mount(pages.STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/openapi.json", include_in_schema=False, **page_guarded)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get(f"{API_PREFIX}/health")
     def health() -> dict[str, str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.auth import Principal, require_admin, require_page_token, require_token, require_write
 from service.settings import Settings
 
 
@@ -27,3 +28,11 @@ def get_session(request: Request) -> Iterator[Session]:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+PrincipalDep = Annotated[Principal, Depends(require_token)]  # any scope (bearer)
+WriterDep = Annotated[Principal, Depends(require_write)]  # write or admin (403 for read)
+AdminDep = Annotated[Principal, Depends(require_admin)]
+PageUserDep = Annotated[Principal, Depends(require_page_token)]  # bearer or the robustgrid_token cookie
+
+DB_ID_MAX = 2**63 - 1  # the largest id a database integer holds (larger ones overflow SQLite's driver: a 500)
+SweepId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a sweep's id")]
+TrialId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a trial's id")]

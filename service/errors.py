@@ -3,7 +3,15 @@ others carry one sentence in `detail`."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 
 def unprocessable(field: str, reason: str) -> HTTPException:
@@ -22,3 +30,59 @@ def conflict(reason: str) -> HTTPException:
 def unavailable(reason: str) -> HTTPException:
     """503: a service we depend on (the Ray head) cannot be asked; nothing has been changed."""
     return HTTPException(status_code=503, detail=reason)
+
+
+# ------------------------------------------------------------------------------------ documented answers, short bodies
+
+INPUT_ECHO_CHARS = 200  # a validation error quotes at most this much of the offending input
+
+
+class ErrorOut(BaseModel):
+    """Every error answer but 422: one sentence."""
+
+    detail: str
+
+
+def _described(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: _described("No API token, or an unknown or revoked one")}
+FORBIDDEN: dict[int | str, dict[str, Any]] = {403: _described("The token's scope does not allow this")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _described("No such sweep or trial (or not visible to the token)")}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: _described("The request collides with what is stored")}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {413: _described("The request body exceeds max_body_bytes")}
+BODY_ERRORS = {400: _described("The request body cannot be read as JSON (e.g. it is not UTF-8)")} | TOO_LARGE
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: _described("The Ray head cannot be reached")}
+
+
+def short_input(value: Any, limit: int = INPUT_ECHO_CHARS) -> Any:
+    """`value` as a validation error may quote it: unchanged when short, else the start of its JSON text and how
+    long it was, so an error never echoes a large input back."""
+    text = value if isinstance(value, str) else json.dumps(jsonable_encoder(value), default=str)
+    if len(text) <= limit:
+        return value
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shortened(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    out = []
+    for err in errors:
+        err = dict(err)
+        if "input" in err:
+            err["input"] = short_input(err["input"])
+        if "ctx" in err:
+            err["ctx"] = {k: short_input(v if isinstance(v, int | float | str | None) else str(v))
+                          for k, v in err["ctx"].items()}
+        out.append(err)
+    return out
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 layout (detail: [{loc, msg, type, input}]) with every input cut to INPUT_ECHO_CHARS."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(shortened(exc.errors()))})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error)

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from db.contract import CONFIG_FIELDS, ResultRow
 from search_spaces.spec import SweepSpec
@@ -26,6 +36,17 @@ def unflatten(data: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def as_utc(value: datetime) -> datetime:
+    """Stored times are UTC; SQLite hands them back naive, so the API marks them (`+00:00`) on every backend."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Every datetime the API returns: aware, UTC, written `2026-01-02T03:04:05.123456+00:00` on every backend.
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc),
+                        PlainSerializer(lambda v: v.isoformat(), return_type=str, when_used="json"),
+                        WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 class SweepRequest(BaseModel):
@@ -92,7 +113,7 @@ class SweepOut(BaseModel):
     name: str
     status: str
     n_trials: int
-    created_at: datetime
+    created_at: UtcDatetime
     code_version: str
     ray_job_id: str | None
     dashboard_url: str | None

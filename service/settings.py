@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     ray_port: int = 0  # local head: GCS port; 0 = a free port (6379 is often Redis's)
     ray_num_cpus: int | None = None  # local head: CPUs to advertise (None = all cores)
     ray_temp_dir: str | None = None  # local head: Ray's temp/session dir (None = Ray's default, /tmp/ray)
-    max_trials: int = 2000  # largest sweep (trials) the API accepts
+    max_trials: int = Field(2000, ge=1)  # largest sweep (trials) the API accepts; checked before expansion
+    max_body_bytes: int = Field(1_048_576, ge=1)  # largest request body (bytes); larger: 413
+    max_description_chars: int = Field(10_000, ge=0)  # longest sweep description (characters); longer: 422
     gpu_memory_gib: float | None = Field(None, gt=0)  # memory of one GPU, GiB; None: from Ray's accelerator type
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -110,6 +110,14 @@ def demo(data_root: DataRootOpt = None, database_url: DbOpt = None,
     typer.echo("\nPareto front (params min, robust_acc max, best checkpoint):")
     typer.echo(render_rows(front, "table", columns=["trial", "arch", "params", "robust_acc", "clean_acc", "stability"]))
     typer.echo(f"\nRay dashboard: {launcher.dashboard_url(cluster)}")
+    from service.auth import issue_token
+
+    with session_factory(make_engine(settings.database_url)).begin() as s:  # the demo's own API token (admin)
+        token = issue_token(s, scope="admin", owner="demo")[1]
+    typer.echo(f"API token of this demo (admin; stored hashed, shown only now): {token}\n"
+               f"  robustgrid serve  # then, in another shell:\n"
+               f"  curl -H 'Authorization: Bearer {token}' "
+               f"http://{settings.api_host}:{settings.api_port}/api/v1/sweeps/{sweep_id}")
     typer.echo(f"demo wall time: {time.monotonic() - t0:.0f} s")
     if stop_ray:
         launcher.stop_local_head(settings)

@@ -7,14 +7,14 @@ from fastapi import APIRouter
 from db.imports import ImportRejected
 from db.sweeps import SweepExists
 from service.deps import SessionDep, WriterDep
-from service.errors import CONFLICT, FORBIDDEN, TOO_LARGE, conflict, unprocessable
+from service.errors import BODY_ERRORS, CONFLICT, FORBIDDEN, conflict, unprocessable
 from service.references import import_rows_counted
 from service.schemas import ImportOut, ImportRequest
 
 router = APIRouter(tags=["sweeps"])
 
 
-@router.post("/sweeps/import", status_code=201, response_model=ImportOut, responses=FORBIDDEN | TOO_LARGE | CONFLICT)
+@router.post("/sweeps/import", status_code=201, response_model=ImportOut, responses=FORBIDDEN | BODY_ERRORS | CONFLICT)
 def import_sweep(req: ImportRequest, session: SessionDep, principal: WriterDep) -> ImportOut:
     """Store `rows` (result fields: arch, method, lam, eps, norm, dataset, n_train, seed, params or macs,
     checkpoint, attack, epoch, the metrics, status; db.imports) as the completed reference sweep `name`, marked

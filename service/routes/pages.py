@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from db.contract import DEFAULT_ATTACK
 from db.sweeps import NotFound
 from search_spaces.spec import SpecError
-from service.deps import SessionDep, SettingsDep
+from service.deps import SessionDep, SettingsDep, SweepId
 from service.errors import unprocessable
 from service.pages.render import render_page
 from service.pages.views import PAGE_SIZE, compare_view, index_view, sweep_view
@@ -39,7 +39,7 @@ def index(session: SessionDep, settings: SettingsDep) -> HTMLResponse:
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
-def sweep_page(sweep_id: int, session: SessionDep, sort: str = "idx", desc: bool = False, offset: int = 0,
+def sweep_page(sweep_id: SweepId, session: SessionDep, sort: str = "idx", desc: bool = False, offset: int = 0,
                limit: int = PAGE_SIZE, attack: str = DEFAULT_ATTACK, checkpoint: str = "best") -> HTMLResponse:
     try:
         view = sweep_view(session, sweep_id=sweep_id, sort=sort, desc=desc, offset=offset, limit=limit,

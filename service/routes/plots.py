@@ -12,7 +12,7 @@ from db.contract import DEFAULT_ATTACK
 from db.results import NoMatch
 from db.sweeps import NotFound
 from search_spaces.spec import SpecError
-from service.deps import SessionDep
+from service.deps import SessionDep, SweepId, TrialId
 from service.errors import unprocessable
 from service.plots import MEDIA_TYPES, PlotOptions, render, sweep_figure, trial_figure
 
@@ -36,7 +36,7 @@ def _http(e: Exception) -> HTTPException:
 
 @router.get("/sweeps/{sweep_id}/plots/{kind}.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)
 def sweep_plot(
-    sweep_id: int, kind: SweepKind, fmt: Format, session: SessionDep,
+    sweep_id: SweepId, kind: SweepKind, fmt: Format, session: SessionDep,
     x: Annotated[Literal["params", "macs"], Query(description="Pareto x axis")] = "params",
     metric: Annotated[str, Query(description="numeric result field: Pareto / lambda-width y, heatmap colour")] =
         "robust_acc",
@@ -55,7 +55,7 @@ def sweep_plot(
 
 
 @router.get("/trials/{trial_id}/plots/curves.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)
-def trial_plot(trial_id: int, fmt: Format, session: SessionDep) -> Response:
+def trial_plot(trial_id: TrialId, fmt: Format, session: SessionDep) -> Response:
     """Training curves of a trial: natural risk vs robust regularisation, stability, validation robust accuracy."""
     try:
         body = render(trial_figure(session, kind="curves", trial_id=trial_id), fmt)

@@ -14,8 +14,8 @@ from db.stats import aggregate_seeds, sort_rows, with_standard_errors
 from db.sweeps import get_trial
 from search_spaces.spec import SpecError
 from service.analysis import pareto_report
-from service.deps import SessionDep
-from service.errors import not_found, unprocessable
+from service.deps import SessionDep, TrialId
+from service.errors import NOT_FOUND, not_found, unprocessable
 from service.exports import render_parquet, render_rows
 from service.filters import parse_filters
 from service.schemas import AggregateRow, CurveRow, ParetoOut, ResultOut
@@ -73,8 +73,8 @@ def results(request: Request, response: Response, session: SessionDep,
     return rows
 
 
-@router.get("/trials/{trial_id}/curves", response_model=list[CurveRow])
-def curves(trial_id: int, session: SessionDep) -> list[dict[str, Any]]:
+@router.get("/trials/{trial_id}/curves", response_model=list[CurveRow], responses=NOT_FOUND)
+def curves(trial_id: TrialId, session: SessionDep) -> list[dict[str, Any]]:
     if get_trial(session, trial_id=trial_id) is None:
         raise not_found("trial", trial_id)
     return trial_curves(session, trial_id=trial_id)

@@ -9,11 +9,24 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
 
+from db.models import Sweep
 from db.sweeps import ForbiddenTransition, SweepExists, get_sweep, list_sweeps, list_trials, trial_status_counts
 from search_spaces.spec import SpecError
-from service.deps import SessionDep, SessionsDep, SettingsDep
-from service.errors import conflict, not_found, unavailable, unprocessable
+from service.auth import Principal
+from service.deps import PrincipalDep, SessionDep, SessionsDep, SettingsDep, SweepId, WriterDep
+from service.errors import (
+    BODY_ERRORS,
+    CONFLICT,
+    FORBIDDEN,
+    NOT_FOUND,
+    UNAVAILABLE,
+    conflict,
+    not_found,
+    unavailable,
+    unprocessable,
+)
 from service.schemas import PlanOut, PlanTotals, SweepDetail, SweepOut, SweepRequest, TrialOut
 from service.submission import (
     LaunchFailed,
@@ -30,12 +43,25 @@ from service.submission import (
 )
 
 router = APIRouter(tags=["sweeps"])
+WRITE = FORBIDDEN | BODY_ERRORS | UNAVAILABLE  # what every write route may also answer
 
 
-@router.post("/sweeps", status_code=201, response_model=SweepOut)
-def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settings: SettingsDep) -> SweepOut:
+def visible(session: Session, sweep_id: int, principal: Principal) -> Sweep:
+    """The sweep if the token may see it (its owner's, an imported reference, or any for admin), else 404."""
+    s = get_sweep(session, sweep_id=sweep_id)
+    if s is None or not principal.sees(s):
+        raise not_found("sweep", sweep_id)
+    return s
+
+
+@router.post("/sweeps", status_code=201, response_model=SweepOut, responses=WRITE | CONFLICT)
+def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settings: SettingsDep,
+           principal: WriterDep) -> SweepOut:
+    """Validate, plan (limits first: `max_trials` before the grid is expanded), store the sweep with its owner (the
+    token's) and all its trials in one transaction, then launch its Ray job (503 when Ray cannot be reached: the
+    sweep stays stored, `failed` with the reason)."""
     try:
-        sweep, plan = store_sweep(session, req, settings)
+        sweep, plan = store_sweep(session, req, settings, owner=principal.owner)
     except SpecError as e:
         raise unprocessable(e.field, e.reason) from None
     except SweepExists as e:
@@ -49,7 +75,7 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
                                                              "counts": {"queued": sweep.n_trials}})
 
 
-@router.post("/plan", response_model=PlanOut)
+@router.post("/plan", response_model=PlanOut, responses=BODY_ERRORS)
 def plan(req: SweepRequest, settings: SettingsDep) -> PlanOut:
     try:
         _, p = plan_request(req, settings)
@@ -59,22 +85,21 @@ def plan(req: SweepRequest, settings: SettingsDep) -> PlanOut:
 
 
 @router.get("/sweeps", response_model=list[SweepOut])
-def sweeps(session: SessionDep) -> list[SweepOut]:
-    return [SweepOut.model_validate(s) for s in list_sweeps(session)]
+def sweeps(session: SessionDep, principal: PrincipalDep) -> list[SweepOut]:
+    """The token's sweeps and the imported reference sweeps (an admin token: all)."""
+    return [SweepOut.model_validate(s).model_copy(update={"counts": trial_status_counts(session, sweep_id=s.id)})
+            for s in list_sweeps(session, visible_to=principal.visible_owner)]
 
 
-@router.get("/sweeps/{sweep_id}", response_model=SweepDetail)
-def sweep(sweep_id: int, session: SessionDep) -> SweepDetail:
-    s = get_sweep(session, sweep_id=sweep_id)
-    if s is None:
-        raise not_found("sweep", sweep_id)
+@router.get("/sweeps/{sweep_id}", response_model=SweepDetail, responses=NOT_FOUND)
+def sweep(sweep_id: SweepId, session: SessionDep, principal: PrincipalDep) -> SweepDetail:
+    s = visible(session, sweep_id, principal)
     return SweepDetail.model_validate(s).model_copy(update={"counts": trial_status_counts(session, sweep_id=sweep_id)})
 
 
-@router.get("/sweeps/{sweep_id}/trials", response_model=list[TrialOut])
-def trials(sweep_id: int, session: SessionDep) -> list[TrialOut]:
-    if get_sweep(session, sweep_id=sweep_id) is None:
-        raise not_found("sweep", sweep_id)
+@router.get("/sweeps/{sweep_id}/trials", response_model=list[TrialOut], responses=NOT_FOUND)
+def trials(sweep_id: SweepId, session: SessionDep, principal: PrincipalDep) -> list[TrialOut]:
+    visible(session, sweep_id, principal)
     return [TrialOut.model_validate(t) for t in list_trials(session, sweep_id=sweep_id)]
 
 
@@ -112,16 +137,25 @@ def _lifecycle(action: Callable[[], LifecycleResult]) -> LifecycleOut:
         raise conflict(str(e)) from None
 
 
-@router.post("/sweeps/{sweep_id}/cancel", response_model=LifecycleOut)
-def cancel(sweep_id: int, sessions: SessionsDep, settings: SettingsDep) -> LifecycleOut:
+LIFECYCLE = WRITE | NOT_FOUND | CONFLICT
+
+
+@router.post("/sweeps/{sweep_id}/cancel", response_model=LifecycleOut, responses=LIFECYCLE)
+def cancel(sweep_id: SweepId, session: SessionDep, sessions: SessionsDep, settings: SettingsDep,
+           principal: WriterDep) -> LifecycleOut:
+    visible(session, sweep_id, principal)
     return _lifecycle(lambda: cancel_sweep(sessions, sweep_id, settings))
 
 
-@router.post("/sweeps/{sweep_id}/resume", response_model=LifecycleOut)
-def resume(sweep_id: int, sessions: SessionsDep, settings: SettingsDep) -> LifecycleOut:
+@router.post("/sweeps/{sweep_id}/resume", response_model=LifecycleOut, responses=LIFECYCLE)
+def resume(sweep_id: SweepId, session: SessionDep, sessions: SessionsDep, settings: SettingsDep,
+           principal: WriterDep) -> LifecycleOut:
+    visible(session, sweep_id, principal)
     return _lifecycle(lambda: resume_sweep(sessions, sweep_id, settings))
 
 
-@router.post("/sweeps/{sweep_id}/extend", status_code=201, response_model=LifecycleOut)
-def extend(sweep_id: int, req: ExtendRequest, sessions: SessionsDep, settings: SettingsDep) -> LifecycleOut:
+@router.post("/sweeps/{sweep_id}/extend", status_code=201, response_model=LifecycleOut, responses=LIFECYCLE)
+def extend(sweep_id: SweepId, req: ExtendRequest, session: SessionDep, sessions: SessionsDep, settings: SettingsDep,
+           principal: WriterDep) -> LifecycleOut:
+    visible(session, sweep_id, principal)
     return _lifecycle(lambda: extend_sweep(sessions, sweep_id, req.patch, settings))

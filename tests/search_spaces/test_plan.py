@@ -173,7 +173,8 @@ def test_the_spec_is_stored_with_the_sweep_and_expands_to_its_trials(tmp_path: P
     ("request_body", "field", "words"),
     [
         ({"spec": {"constraints": {"max_params": 10}}}, "constraints", "none of the 1 trials (params 46,160,474"),
-        ({"preset": "huang2021-depth-125", "overrides": {"epochs": 1}}, "spec", "125 trials exceed the maximum of 100"),
+        ({"preset": "huang2021-depth-125", "overrides": {"epochs": 1}}, "max_trials",
+         "multiply to 125 configurations, more than the limit of 100 trials"),
         ({"spec": {"eps": [0.0, 0.1], "seeds": [1, 2, 3], "zip": [["eps", "seeds"]]}}, "zip", "eps=2, seeds=3"),
         ({"spec": {"zip": [["eps", "colour"]]}}, "zip", "unknown axis 'colour'"),
         ({"spec": {"colour": [1]}}, "colour", "Extra inputs"),

@@ -144,11 +144,11 @@ def test_catastrophic_overfitting_rule(accs: list[float | None], flag: bool | No
 
 @pytest.fixture
 def client(tmp_path: Path, sessions: sessionmaker[Session], filled: dict[str, Any]) -> Iterator[TestClient]:
-    from service.app import create_app
+    from testkit.api_client import api_client
+
     from service.settings import Settings
 
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'eps.db'}", storage_path=str(tmp_path)))
-    with TestClient(app) as c:
+    with api_client(Settings(database_url=f"sqlite:///{tmp_path / 'eps.db'}", storage_path=str(tmp_path))) as c:
         yield c
 
 

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.app import create_app
 from service.settings import Settings
+from testkit.api_client import new_token
 
 
 def free_port() -> int:
@@ -20,11 +22,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _DefaultToken:
+    """Adds `Authorization: Bearer <token>` to requests that carry none, so HTTP tests act as one token's owner
+    without each client saying so (the token still goes through the API's real authentication)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.header = app, (b"authorization", f"Bearer {token}".encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not any(k == b"authorization" for k, _ in scope["headers"]):
+            scope = {**scope, "headers": [*scope["headers"], self.header]}
+        await self.app(scope, receive, send)
+
+
 @contextmanager
-def running_api(settings: Settings) -> Iterator[str]:
-    """Serve create_app(settings) on settings.api_port until the block ends; yields the /api/v1 base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port,
-                                           log_level="warning"))
+def running_api(settings: Settings, *, scope: str | None = "admin") -> Iterator[str]:
+    """Serve create_app(settings) on settings.api_port until the block ends; yields the /api/v1 base URL. Requests
+    without an Authorization header act as a new token of `scope` (None: they carry no token)."""
+    app = create_app(settings)
+    served: ASGIApp = app if scope is None else _DefaultToken(app, new_token(app, scope=scope))
+    server = uvicorn.Server(uvicorn.Config(served, host="127.0.0.1", port=settings.api_port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
