@@ -28,7 +28,6 @@ from service.app import create_app
 from service.settings import Settings
 
 
-
 def no_server_error_but_503(ctx: object, response: schemathesis.Response, case: schemathesis.Case) -> bool:
     """No 5xx but the documented 503 (Ray cannot be reached: what every launch answers here)."""
     assert response.status_code < 500 or response.status_code == 503, (
