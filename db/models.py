@@ -117,6 +117,8 @@ class Trial(Base):
     device_seconds: Mapped[float | None] = mapped_column(Float)  # the whole trial: training and evaluations
     device: Mapped[str | None] = mapped_column(String(200))  # cpu, or the CUDA device's name
     node: Mapped[str | None] = mapped_column(String(300))  # host name and IP of the node it ran on
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # Tune restarts after a failure
+    batch_size_used: Mapped[int | None] = mapped_column(Integer)  # training batch size run (halved after an OOM)
     code_version: Mapped[str] = mapped_column(String(100))
 
     sweep: Mapped[Sweep] = relationship(back_populates="trials")

@@ -4,7 +4,9 @@ Per-epoch rows are upserted by (trial, epoch) and final rows by (trial, checkpoi
 trial after a crash (Tuner.restore) never duplicates or loses a row. Trial status transitions:
 queued -> running -> completed | failed (with the error text) | stopped (early, by the scheduler: the reason, e.g.
 the ASHA rung and cutoff, goes into `error`). A trial the database already holds as completed or stopped (a replay
-after a driver restart, reported as `kind = "skipped"` by the trainable) is left exactly as it is.
+after a driver restart, reported as `kind = "skipped"` by the trainable) is left exactly as it is. Each restart of a
+trial by Tune's FailureConfig (from its last checkpoint) adds one to `trials.retries`; the training batch size a
+report names (`batch_size_used`: the config's, or a halved one after an out-of-memory error) is recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ray import cloudpickle
 from ray.tune import Callback
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.attempts import add_retry, set_batch_size_used
 from db.contract import EpochReport, FinalRow
 from db.engine import make_engine, session_factory
 from db.results import upsert_epoch, upsert_final
@@ -104,6 +107,8 @@ class DBWriter(Callback):
         tid, kind = _trial_id(trial), result.get("kind")
         provenance = {"device": result.get("device"), "node": result.get("node")}
         with self.make_session.begin() as s:
+            if result.get("batch_size_used") and kind in ("epoch", "final", "failed"):
+                set_batch_size_used(s, trial_id=tid, batch_size=int(result["batch_size_used"]))
             if kind == "epoch":
                 report = EpochReport.model_validate({k: result[k] for k in EpochReport.model_fields if k in result})
                 upsert_epoch(s, trial_id=tid, report=report)
@@ -125,6 +130,14 @@ class DBWriter(Callback):
         if tid in self.failed or tid in self.stopped or trial.last_result.get("kind") in ("final", "skipped"):
             return
         self._mark(trial, "failed", error="trial ended without a final evaluation")
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        # the trial errored (its worker died, its node was lost) and Tune restarts it from its last checkpoint
+        tid = _trial_id(trial)
+        with self.make_session.begin() as s:
+            n = add_retry(s, trial_id=tid)
+        log.warning("trial %s restarted from its last checkpoint (retry %d): %s", tid, n,
+                    (error_text(trial).splitlines() or [""])[0])
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         text = error_text(trial)

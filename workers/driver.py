@@ -38,7 +38,7 @@ from db.sweeps import (
     refresh_sweep_status,
     set_sweep_status,
 )
-from search_spaces.config import TrialConfig
+from search_spaces.config import TrialConfig, arch_key
 from search_spaces.data_sizes import data_sizes
 from search_spaces.placement import place, predict_memory_gib
 from search_spaces.run_context import RunContext
@@ -57,6 +57,14 @@ NOT_TO_START = (*FINISHED, "failed")  # a fresh experiment leaves these out
 GPU_MEMORY_GIB = {"H200": 141.0, "H100": 80.0, "A100": 40.0, "L40S": 48.0, "L4": 24.0, "A10G": 24.0, "V100": 16.0,
                   "T4": 16.0}  # Ray's accelerator_type -> memory of one GPU (the smaller size where two exist)
 DEFAULT_GPU_MEMORY_GIB = 16.0
+MAX_TRIAL_RETRIES = 3  # Tune restarts a trial whose worker or node died from its last checkpoint, this many times
+
+
+def failure_config() -> tune.FailureConfig:
+    """Retry a trial that errored (its worker process or node died) from its last checkpoint, up to
+    MAX_TRIAL_RETRIES times (the writer counts them in trials.retries). A non-finite loss or an out-of-memory
+    error at the batch-size floor is reported by the trainable, not raised, so it is never retried."""
+    return tune.FailureConfig(max_failures=MAX_TRIAL_RETRIES)
 
 
 def experiment_name(sweep_id: int, sweep_name: str, first_idx: int = 0) -> str:
@@ -94,6 +102,15 @@ def _trial_pgf(config: dict[str, Any]) -> PlacementGroupFactory:
 
 
 def _trial_name(trial: Any) -> str:
+    """Tune's name of a trial (its directory, Tune's tables, the dashboard's Train/Tune views): `trial-<id>-<arch>`,
+    e.g. trial-12-wrn-d1-1-1-w2-2-2. The trial actors themselves show Tune's class and the function's name (a
+    reused actor runs several trials, so the actor cannot carry one trial's name)."""
+    t = trial.config["trial"]
+    c = t["config"]
+    return f"trial-{t['trial_id']}-{arch_key(c['model'], tuple(c['depths']), tuple(c['widths']))}"
+
+
+def _trial_dirname(trial: Any) -> str:  # `trial-<id>`: workers.init_from and posthoc find checkpoints by it
     return f"trial-{trial.config['trial']['trial_id']}"
 
 
@@ -163,13 +180,13 @@ def build_tuner(sweep_id: int, context: RunContext, *, first_idx: int = 0, end_i
         param_space=param_space,
         tune_config=tune.TuneConfig(num_samples=num_samples, search_alg=search_alg, scheduler=scheduler,
                                     reuse_actors=True, trial_name_creator=_trial_name,
-                                    trial_dirname_creator=_trial_name),
+                                    trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_path,
             callbacks=[DBWriter(database_url, sweep_id, scheduler=scheduler)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=failure_config(),
             verbose=0,
         ),
     )

@@ -81,11 +81,6 @@ def eval_attack(cfg: TrialConfig, name: str = "pgd") -> Callable[..., Tensor] | 
                        start=a.start, **options)
 
 
-def attack_key(cfg: TrialConfig, name: str) -> str:
-    """Row key of an evaluation attack: pgd20, cw20, fgsm, autoattack."""
-    return f"{name}{cfg.eval_attack.steps}" if name in ("pgd", "cw") else name
-
-
 class Trainer:
     """Trains one configuration. `on_epoch(metrics, state)` is called after every epoch (report + checkpoint)."""
 
@@ -115,6 +110,9 @@ class Trainer:
             zeta=cfg.zeta, war_alpha=cfg.war_alpha,
         )
         self.state = TrainState()
+        # called as batch_hook(self, epoch, batch) before each training batch (fault injection in tests:
+        # workers.fault_injection); an OutOfMemoryError raised by a batch propagates to the caller
+        self.batch_hook: Callable[[Trainer, int, int], None] | None = None
 
     # -- resumption -------------------------------------------------------------------------------------------
     def load(self, state: TrainState) -> None:
@@ -166,6 +164,8 @@ class Trainer:
                        steps_per_epoch=steps_per_epoch)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
+            if self.batch_hook is not None:
+                self.batch_hook(self, epoch, i)
             x = x.contiguous(memory_format=fmt)
             self.ctx.natural_forward = i % NATURAL_EVERY == 0
             with autocast(cfg, dev):
@@ -202,12 +202,14 @@ class Trainer:
         }
 
     def validate(self, split: str = "val") -> dict[str, Any]:
-        """Per-epoch metrics on the validation split, or on the test set for cfg.select_on == 'test'."""
+        """Clean and robust accuracy, stability and losses on the validation split (`_val` names), or on the test
+        set (`_test` names) for cfg.select_on == 'test'."""
         d = self.data
         x, y = (d.test_x, d.test_y) if split == "test" else (d.val_x, d.val_y)
         with autocast(self.cfg, self.device):
             m = evaluate(self.model, x, y, attack=eval_attack(self.cfg), batch_size=self.cfg.eval_batch_size)
-        return {k: m[k] for k in ("clean_acc", "robust_acc", "stability", "clean_loss_test", "adv_loss_test")}
+        return {"clean_acc": m["clean_acc"], "robust_acc": m["robust_acc"], "stability": m["stability"],
+                f"clean_loss_{split}": m["clean_loss_test"], f"adv_loss_{split}": m["adv_loss_test"]}
 
     # -- the whole run ----------------------------------------------------------------------------------------
     def fit(self, on_epoch: Callable[[dict[str, Any], TrainState], None] | None = None) -> TrainState:
@@ -218,8 +220,8 @@ class Trainer:
             split = "test" if cfg.select_on == "test" else "val"  # per-epoch evaluation and best selection
             metrics.update(self.validate(split) if split == "test" or len(self.data.val_y) else {})
             _sync(self.device)
-            metrics["seconds"] = time.perf_counter() - t0
-            self.state.seconds += metrics["seconds"]
+            metrics["device_seconds"] = time.perf_counter() - t0
+            self.state.seconds += metrics["device_seconds"]
             self.state.epoch = epoch + 1
             if (cfg.select_on != "last" and epoch + 1 > cfg.best_from * cfg.epochs - 1e-9
                     and metrics["robust_acc"] > self.state.best_robust_acc):
