@@ -148,19 +148,20 @@ def ensure_ray_head(settings: Settings) -> RayCluster:
 
 
 def _start_local_head(settings: Settings, url: str, state_file: Path) -> RayCluster:
-    from ray.util import get_node_ip_address  # public: the address `ray start` advertises for this node
-
     temp_dir = _ray_temp_dir(settings)
     temp_dir.mkdir(parents=True, exist_ok=True)
     gcs_port = settings.ray_port or _free_port()
     cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--disable-usage-stats",
-           "--include-dashboard=true", f"--port={gcs_port}", f"--dashboard-host={settings.dashboard_host}",
+           "--include-dashboard=true", f"--port={gcs_port}", f"--node-ip-address={settings.ray_node_ip}",
+           f"--dashboard-host={settings.dashboard_host}",
            f"--dashboard-port={settings.dashboard_port}", f"--temp-dir={temp_dir}",
            # random ports so that two local heads (e.g. parallel test sessions) never share a job agent
            f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"]
     cmd += [] if settings.ray_num_cpus is None else [f"--num-cpus={settings.ray_num_cpus}"]
     # auth stays on whatever the caller's env says; no Serve replicas to drain before a local head stops
     env = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0", **os.environ, "RAY_AUTH_MODE": "token"}
+    if settings.ray_preload_modules:  # its workers import these at start: trial actors skip the imports (B5)
+        env["RAY_preload_python_modules"] = settings.ray_preload_modules
     log_path = temp_dir / f"robustgrid-head-{settings.dashboard_port}.log"
     logger.info("starting a local Ray head: %s (log: %s)", shlex.join(cmd), log_path)
     # own session: outlives the request and the API process, stops by process group; no Popen to warn on GC
@@ -176,7 +177,7 @@ def _start_local_head(settings: Settings, url: str, state_file: Path) -> RayClus
             _kill_group(pid)
             raise TimeoutError(f"no Ray dashboard at {url} after {HEAD_START_TIMEOUT_S} s; see {log_path}")
         time.sleep(0.25)
-    cluster = RayCluster(address=url, gcs_address=f"{get_node_ip_address()}:{gcs_port}",
+    cluster = RayCluster(address=url, gcs_address=f"{settings.ray_node_ip}:{gcs_port}",
                          dashboard_url=url, started_by_us=True)
     state_file.write_text(json.dumps({"pid": pid, **asdict(cluster)}))
     logger.info("Ray head up: dashboard %s, GCS %s, pid %d", url, cluster.gcs_address, pid)
@@ -238,10 +239,12 @@ def _job_env(settings: Settings, env: Mapping[str, str] | None) -> dict[str, str
 
 
 def submit_job(settings: Settings, cluster: RayCluster, *, entrypoint: str, env: Mapping[str, str] | None = None,
-               submission_id: str | None = None) -> str:
-    """Submit any shell entrypoint as a Ray job (with `env` as its environment variables); returns the job id."""
+               submission_id: str | None = None, metadata: Mapping[str, str] | None = None) -> str:
+    """Submit any shell entrypoint as a Ray job (with `env` as its environment variables and `metadata` shown by
+    the dashboard's job page and `ray job list`); returns the job id."""
     job_id = job_client(cluster).submit_job(entrypoint=entrypoint, submission_id=submission_id,
-                                            runtime_env={"env_vars": _job_env(settings, env)})
+                                            runtime_env={"env_vars": _job_env(settings, env)},
+                                            metadata=dict(metadata or {}))
     logger.info("submitted Ray job %s: %s", job_id, entrypoint)
     return str(job_id)
 
@@ -261,9 +264,43 @@ def run_context_path(settings: Settings, submission_id: str) -> Path:
     return base / CONTEXT_DIR / f"{submission_id}.json"
 
 
+def sweep_metadata(settings: Settings, sweep_id: int) -> dict[str, str]:
+    """What the Ray dashboard shows of a sweep job (strings, as Ray's job metadata must be): robustgrid_sweep_id,
+    robustgrid_sweep_name, robustgrid_trials (stored trial rows; a search's budget of trials), robustgrid_owner
+    (the API token's owner, "" for the CLI). Only the sweep id when the store cannot be read."""
+    from pydantic import ValidationError
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.engine import make_engine, session_factory
+    from db.models import Trial
+    from db.sweeps import get_sweep
+    from search_spaces.stored import StoredSweep
+
+    meta = {"robustgrid_sweep_id": str(sweep_id)}
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as s:
+            sweep = get_sweep(s, sweep_id=sweep_id)
+            if sweep is None:
+                return meta
+            trials = s.scalar(select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)) or 0
+            search = StoredSweep.model_validate(sweep.spec).spec.search
+            if not trials and search is not None:  # a search creates its rows as it samples
+                trials = search.budget_trials or 0
+            meta |= {"robustgrid_sweep_name": sweep.name, "robustgrid_owner": sweep.owner or "",
+                     "robustgrid_trials": str(trials)}
+    except (SQLAlchemyError, ValidationError) as e:  # metadata is for display: a sweep job is submitted without it
+        logger.warning("sweep %d: no job metadata (%s)", sweep_id, type(e).__name__)
+    finally:
+        engine.dispose()
+    return meta
+
+
 def submit_sweep_job(settings: Settings, cluster: RayCluster, *, sweep_id: int, data_root: str | None) -> str:
     """Write the sweep's run context (database URL, storage path, data root, GPU memory; mode 0600) and submit
-    ``python -m workers.driver <sweep_id> --context <file>`` (the project is installed in the cluster's Python)."""
+    ``python -m workers.driver <sweep_id> --context <file>`` (the project is installed in the cluster's Python),
+    with the sweep's id, name, trial count and owner as the job's metadata (sweep_metadata)."""
     from search_spaces.run_context import RunContext
 
     submission_id = f"robustgrid-sweep-{sweep_id}-{uuid.uuid4().hex[:8]}"
@@ -273,6 +310,24 @@ def submit_sweep_job(settings: Settings, cluster: RayCluster, *, sweep_id: int, 
     # A local head runs our own interpreter; a remote cluster runs whatever `python` its image has.
     python = sys.executable if not settings.ray_address else "python"
     entrypoint = shlex.join([python, "-m", "workers.driver", str(sweep_id), "--context", str(path)])
+    return submit_job(settings, cluster, entrypoint=entrypoint, submission_id=submission_id,
+                      metadata=sweep_metadata(settings, sweep_id))
+
+
+def submit_evaluation_job(settings: Settings, cluster: RayCluster, *, sweep_id: int, trial_ids: list[int],
+                          attack: str, checkpoints: tuple[str, ...], data_root: str | None, force: bool = False) -> str:
+    """Write a run context and submit ``python -m workers.posthoc <sweep_id> --context <file> --trials ... --attack
+    ...`` (a post-hoc evaluation of stored checkpoints: one Ray task per trial and checkpoint)."""
+    from search_spaces.run_context import RunContext
+
+    submission_id = f"robustgrid-evaluate-{sweep_id}-{attack}-{uuid.uuid4().hex[:8]}"
+    context = RunContext(database_url=settings.database_url, storage_path=settings.storage_path,
+                         data_root=data_root, gpu_memory_gib=settings.gpu_memory_gib)
+    path = context.write(run_context_path(settings, submission_id))
+    python = sys.executable if not settings.ray_address else "python"
+    args = [python, "-m", "workers.posthoc", str(sweep_id), "--context", str(path), "--attack", attack,
+            "--trials", ",".join(map(str, trial_ids)), "--checkpoints", ",".join(checkpoints)]
+    entrypoint = shlex.join(args + (["--force"] if force else []))
     return submit_job(settings, cluster, entrypoint=entrypoint, submission_id=submission_id)
 
 
@@ -320,3 +375,86 @@ def stop_job(settings: Settings, cluster: RayCluster, job_id: str) -> bool:
 def job_logs(settings: Settings, cluster: RayCluster, job_id: str) -> str:
     """The job's driver log. JobNotFound, RayUnavailable as job_status."""
     return str(_job_request(cluster, "GET", job_id, "/logs").get("logs", ""))
+
+
+# ------------------------------------------------------------------------------------------ describe a running cluster
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    ip: str  # the address the node advertises (node_ip_address)
+    state: str  # ALIVE | DEAD
+    is_head: bool
+    resources: dict[str, float]  # Ray's total resources of the node (CPU, GPU, memory in bytes, ...)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str  # the submission id (robustgrid-sweep-<id>-<hex> for a sweep)
+    status: str
+    metadata: dict[str, str]  # a sweep job's robustgrid_sweep_id, _sweep_name, _trials, _owner
+    entrypoint: str
+
+
+def login_help(cluster: RayCluster) -> str:
+    """How a person opens the dashboard and how Ray's own CLI reaches the job API: both need the cluster's token;
+    Ray's CLI also needs RAY_AUTH_MODE=token in its own environment (the mode is a per-process setting: a client
+    cannot learn it from the head)."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        where = "the RAY_AUTH_TOKEN variable of this shell"
+    else:
+        where = str(_token_path()) + ("" if os.environ.get("RAY_AUTH_TOKEN_PATH") else " (or RAY_AUTH_TOKEN_PATH)")
+    return (f"Ray dashboard: {cluster.dashboard_url}  (it asks for a token: paste the content of {where})\n"
+            f"Ray's CLI:     export RAY_AUTH_MODE=token  # then: ray job list --address {cluster.address}")
+
+
+def _dashboard_get(cluster: RayCluster, path: str) -> Any:
+    try:
+        r = httpx.get(f"{cluster.address}{path}", headers=auth_headers(), timeout=JOB_REQUEST_TIMEOUT_S)
+    except httpx.TransportError as e:
+        raise RayUnavailable(f"the Ray dashboard at {cluster.address} does not answer ({type(e).__name__})") from e
+    if r.status_code != 200:
+        raise RayUnavailable(f"the Ray dashboard at {cluster.address} answers HTTP {r.status_code} to {path}")
+    return r.json()
+
+
+def list_nodes(cluster: RayCluster) -> list[NodeInfo]:
+    """The cluster's nodes (Ray's state API, GET /api/v0/nodes). RayUnavailable when the head cannot be asked."""
+    body = _dashboard_get(cluster, "/api/v0/nodes?limit=1000&detail=true")
+    rows = body.get("data", {}).get("result", {}).get("result", [])
+    return [NodeInfo(node_id=str(n.get("node_id", "")), ip=str(n.get("node_ip", "")), state=str(n.get("state", "")),
+                     is_head=bool(n.get("is_head_node")),
+                     resources={k: float(v) for k, v in (n.get("resources_total") or {}).items()}) for n in rows]
+
+
+def list_jobs(cluster: RayCluster) -> list[JobInfo]:
+    """The cluster's submitted jobs (GET /api/jobs/), newest last. RayUnavailable when the head cannot be asked."""
+    rows = _dashboard_get(cluster, "/api/jobs/")
+    rows = sorted(rows, key=lambda j: j.get("start_time") or 0)
+    return [JobInfo(job_id=str(j.get("submission_id") or j.get("job_id") or ""), status=str(j.get("status", "")),
+                    metadata={str(k): str(v) for k, v in (j.get("metadata") or {}).items()},
+                    entrypoint=str(j.get("entrypoint", ""))) for j in rows if j.get("type") != "DRIVER"]
+
+
+def local_head(settings: Settings) -> RayCluster | None:
+    """The running local head of these settings (the one ``ensure_ray_head`` started or would reuse), never starting
+    one; None when none answers. A remote ``ray_address`` is returned as is (it is not probed)."""
+    if settings.ray_address:
+        return _remote_cluster(settings.ray_address, settings.dashboard_port)
+    url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
+    if _probe_dashboard(url) != 200:
+        return None
+    state_file = _state_file(settings)
+    gcs = json.loads(state_file.read_text())["gcs_address"] if state_file.is_file() else ""
+    return RayCluster(address=url, gcs_address=gcs, dashboard_url=url, started_by_us=False)
+
+
+def head_pid(settings: Settings) -> int | None:
+    """The pid of the `ray start --head --block` that ensure_ray_head started for these settings (it leads the
+    process group of the head's Ray processes); None when there is none."""
+    state_file = _state_file(settings)
+    if not state_file.is_file():
+        return None
+    pid = int(json.loads(state_file.read_text())["pid"])
+    return pid if _is_our_head(pid) else None

@@ -21,6 +21,12 @@ def _default_storage_path() -> str:
     return str(Path.cwd().resolve() / "ray_results")
 
 
+def _default_published_dir() -> str | None:
+    """<repo>/../shared/data/published (the studies' published results) when it exists; else nothing is loaded."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "published"
+    return str(path) if path.is_dir() else None
+
+
 class Settings(BaseSettings):
     """Service configuration; each field reads ``ROBUSTGRID_<FIELD>`` (e.g. ``ROBUSTGRID_RAY_ADDRESS``)."""
 
@@ -37,12 +43,20 @@ class Settings(BaseSettings):
     ray_port: int = 0  # local head: GCS port; 0 = a free port (6379 is often Redis's)
     ray_num_cpus: int | None = None  # local head: CPUs to advertise (None = all cores)
     ray_temp_dir: str | None = None  # local head: Ray's temp/session dir (None = Ray's default, /tmp/ray)
+    # local head: `ray start --node-ip-address`, the interface it advertises to joining hosts. Ray 2.60 replaces a
+    # loopback value by the host's reachable IP and binds GCS and raylet to all interfaces (docs/cluster.md)
+    ray_node_ip: str = "127.0.0.1"
+    # local head: Python modules its worker processes import when they start (Ray's RAY_preload_python_modules,
+    # comma-separated; "" = none), so a sweep's trial actors start with torch and the trainable loaded
+    ray_preload_modules: str = "workers.trainable"
     max_trials: int = Field(2000, ge=1)  # largest sweep (trials) the API accepts; checked before expansion
     max_body_bytes: int = Field(1_048_576, ge=1)  # largest request body (bytes); larger: 413
     max_description_chars: int = Field(10_000, ge=0)  # longest sweep description (characters); longer: 422
     gpu_memory_gib: float | None = Field(None, gt=0)  # memory of one GPU, GiB; None: from Ray's accelerator type
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # published results loaded once as reference sweeps by `serve` and `demo` (service.references); None: none
+    published_dir: str | None = Field(default_factory=_default_published_dir)
 
     @field_validator("storage_path")
     @classmethod
