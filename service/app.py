@@ -18,7 +18,9 @@ from service.settings import Settings, get_settings
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, load_references: bool = False) -> FastAPI:
+    """The app on `settings`; with `load_references` (what `serve` does) the published results under
+    `settings.published_dir` are imported once as reference sweeps (service.references; idempotent)."""
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -30,6 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    if load_references:
+        from service.references import load_published
+
+        load_published(app.state.sessions, settings.published_dir)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Every router is included with one of these: API routers take a bearer token, page routers (results pages,

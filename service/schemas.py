@@ -99,6 +99,7 @@ class PlanTotals(BaseModel):
     calibrated: bool = False  # whether est_device_hours uses a measured throughput (robustgrid calibrate)
     macs_per_second: float | None = None
     calibration_device: str | None = None
+    cost_unit: str = "device-hours"  # cpu-hours or gpu-hours once `robustgrid calibrate` measured the device
 
 
 class PlanOut(BaseModel):
@@ -134,6 +135,8 @@ class TrialOut(TrialColumns):  # type: ignore[misc,valid-type]
     device_seconds: float | None  # the whole trial: training and evaluations (s)
     device: str | None  # provenance: cpu, or the CUDA device's name
     node: str | None  # provenance: host name and IP
+    retries: int = 0  # times the trial was restarted from its last checkpoint after a failure
+    batch_size_used: int | None = None  # training batch size it ran with (its config's, or halved after an OOM)
     code_version: str
     config: dict[str, Any]
 

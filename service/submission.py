@@ -71,12 +71,18 @@ def check_data_root(spec: SweepSpec, data_root: str | None) -> None:
         raise SpecError("data_root", f"dataset {spec.dataset!r} is read from disk: set a data root")
 
 
-def plan_request(req: SweepRequest, settings: Settings) -> tuple[SweepSpec, Plan]:
+def plan_request(req: SweepRequest, settings: Settings, *, require_data_root: bool = True) -> tuple[SweepSpec, Plan]:
+    """Resolve, check and plan. Submitting requires the data root (check_data_root); a plan alone runs nothing
+    (`require_data_root=False`): it uses the root only where it exists, and only an image-folder dataset, whose
+    sizes are read from its tree, then needs one."""
     spec = resolve_spec(req)
     check_spec_limits(spec, settings)  # before the grid is expanded: a 100,000-trial spec costs microseconds
-    check_data_root(spec, data_root_of(req, settings))
-    plan = make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path,
-                     data_root=data_root_of(req, settings))
+    root = data_root_of(req, settings)
+    if require_data_root:
+        check_data_root(spec, root)
+    elif root is not None and not Path(root).exists():
+        root = None
+    plan = make_plan(spec, max_trials=settings.max_trials, storage_path=settings.storage_path, data_root=root)
     check_search(spec, plan)
     return spec, plan
 
@@ -247,7 +253,7 @@ def resume_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
     if state is not None and state not in JOB_DONE:
         raise LifecycleError(409, "status", f"sweep {sweep_id}'s driver job {job} is still {state}: nothing to resume")
     with make_session.begin() as s:
-        ids = requeue_trials(s, sweep_id=sweep_id, statuses=("running", "cancelled"), actor="api")
+        ids = requeue_trials(s, sweep_id=sweep_id, statuses=("running", "cancelled"), driver_ended=True, actor="api")
         set_sweep_status(s, sweep_id=sweep_id, status="queued", actor="api")
     job = launch_sweep(make_session, sweep_id, settings, data_root=data_root)
     return LifecycleResult(sweep_id, "queued", job, None, ids)

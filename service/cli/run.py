@@ -67,7 +67,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     from service.app import create_app
 
     settings = settings_from(api_host=host, api_port=port)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    uvicorn.run(create_app(settings, load_references=True), host=settings.api_host, port=settings.api_port)
 
 
 @app.command()
@@ -87,32 +87,43 @@ def demo(data_root: DataRootOpt = None, database_url: DbOpt = None,
         Path(root).mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"data_root": root})
     typer.echo(f"demo: dataset {dataset} at {root}; database {settings.database_url}", err=True)
+    from db.engine import make_engine, session_factory, upgrade
+    from service.references import load_published
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    loaded = load_published(session_factory(engine), settings.published_dir)  # once; a rerun finds them
+    if loaded:
+        typer.echo(f"demo: published references loaded as {', '.join(loaded)}", err=True)
     req = build_request("demo", None, [f"dataset={json.dumps(dataset)}"], data_root=root)
     sweep_id = submit_request(req, settings)
     cluster = launcher.ensure_ray_head(settings)
     typer.echo(f"Ray dashboard: {launcher.dashboard_url(cluster)}", err=True)
     state = wait_for(settings, sweep_id)
 
-    from db.engine import make_engine, session_factory
+    from db.contract import attack_key
     from db.results import query_results
     from db.sweeps import list_trials
     from service.analysis import pareto_front
 
     with session_factory(make_engine(settings.database_url))() as s:
         rows = query_results(s, filters={"sweep": sweep_id}, kind="final")
-        _, front = pareto_front(s, metrics=["params", "robust_acc"], maximize=None, filters={"sweep": sweep_id})
-        errors = [f"trial {t.id} {t.arch}: {t.error}" for t in list_trials(s, sweep_id=sweep_id) if t.status == "failed"]
+        trials = list_trials(s, sweep_id=sweep_id)
+        attack = attack_key("pgd", int(trials[0].config["eval_attack"]["steps"]))  # the demo's own PGD rows
+        _, front = pareto_front(s, metrics=["params", "robust_acc"], maximize=None,
+                                filters={"sweep": sweep_id, "attack": attack})
+        errors = [f"trial {t.id} {t.arch}: {t.error}" for t in trials if t.status == "failed"]
     if errors:
         typer.echo("\n".join(errors), err=True)
         fail(f"demo: {len(errors)} trial(s) of sweep {sweep_id} failed")
     typer.echo(f"\nResults of sweep {sweep_id} ({state}):")
     typer.echo(render_rows(rows, "table"))
-    typer.echo("\nPareto front (params min, robust_acc max, best checkpoint):")
+    typer.echo(f"\nPareto front (params min, robust_acc max, best checkpoint, {attack}):")
     typer.echo(render_rows(front, "table", columns=["trial", "arch", "params", "robust_acc", "clean_acc", "stability"]))
     typer.echo(f"\nRay dashboard: {launcher.dashboard_url(cluster)}")
     from service.auth import issue_token
 
-    with session_factory(make_engine(settings.database_url)).begin() as s:  # the demo's own API token (admin)
+    with session_factory(engine).begin() as s:  # the demo's own API token (admin), shown once
         token = issue_token(s, scope="admin", owner="demo")[1]
     typer.echo(f"API token of this demo (admin; stored hashed, shown only now): {token}\n"
                f"  robustgrid serve  # then, in another shell:\n"
@@ -121,3 +132,5 @@ def demo(data_root: DataRootOpt = None, database_url: DbOpt = None,
     typer.echo(f"demo wall time: {time.monotonic() - t0:.0f} s")
     if stop_ray:
         launcher.stop_local_head(settings)
+    elif cluster.started_by_us or not settings.ray_address:
+        typer.echo("The local Ray head keeps running (robustgrid ray status); stop it: robustgrid ray down")

@@ -60,8 +60,9 @@ def _sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:
             "dashboard_url": sweep.dashboard_url, "error": sweep.error}  # fmt: skip
 
 
-def index_view(session: Session, *, settings: Settings) -> dict[str, Any]:
-    sweeps = [_sweep_summary(session, s) for s in list_sweeps(session)]
+def index_view(session: Session, *, settings: Settings, visible_to: str | None = None) -> dict[str, Any]:
+    """Every sweep, or with `visible_to` that owner's and the imported references (service.visibility)."""
+    sweeps = [_sweep_summary(session, s) for s in list_sweeps(session, visible_to=visible_to)]
     return {"sweeps": sweeps, "runs": [s for s in sweeps if not s["imported"]],
             "references": [s for s in sweeps if s["imported"]], "dashboard_url": dashboard_link(settings),
             "token_hint": RAY_TOKEN_HINT}  # fmt: skip

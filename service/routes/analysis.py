@@ -6,18 +6,20 @@ from fastapi import APIRouter
 
 from db.sweeps import NotFound
 from search_spaces.spec import SpecError
-from service.deps import SessionDep, SweepId
+from service.deps import PrincipalDep, SessionDep, SweepId
 from service.epsilon_star import epsilon_star_for_sweep
 from service.errors import NOT_FOUND, not_found, unprocessable
 from service.schemas import EpsilonStarOut
+from service.visibility import visible_sweep
 
 router = APIRouter(tags=["analysis"])
 
 
 @router.get("/sweeps/{sweep_id}/epsilon-star", response_model=EpsilonStarOut, responses=NOT_FOUND)
-def epsilon_star(sweep_id: SweepId, session: SessionDep) -> EpsilonStarOut:
+def epsilon_star(sweep_id: SweepId, session: SessionDep, principal: PrincipalDep) -> EpsilonStarOut:
     """eps* per group from scratch (interpolated), the fast approximation from fine-tuning runs side by side, and
     the FGSM catastrophic-overfitting flag per run. 422 (field `eps`) when the sweep has no eps = 0 run."""
+    visible_sweep(session, principal, sweep_id)
     try:
         groups = epsilon_star_for_sweep(session, sweep_ref=sweep_id)
     except NotFound:

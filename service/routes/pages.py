@@ -13,10 +13,11 @@ from fastapi.responses import HTMLResponse
 from db.contract import DEFAULT_ATTACK
 from db.sweeps import NotFound
 from search_spaces.spec import SpecError
-from service.deps import SessionDep, SettingsDep, SweepId
+from service.deps import PageUserDep, SessionDep, SettingsDep, SweepId
 from service.errors import unprocessable
 from service.pages.render import render_page
 from service.pages.views import PAGE_SIZE, compare_view, index_view, sweep_view
+from service.visibility import check_visible, visible_sweep
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,13 +35,15 @@ def _http(e: Exception) -> HTTPException:
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(session: SessionDep, settings: SettingsDep) -> HTMLResponse:
-    return HTMLResponse(render_page("index.html", **index_view(session, settings=settings)))
+def index(session: SessionDep, settings: SettingsDep, principal: PageUserDep) -> HTMLResponse:
+    view = index_view(session, settings=settings, visible_to=principal.visible_owner)
+    return HTMLResponse(render_page("index.html", **view))
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
-def sweep_page(sweep_id: SweepId, session: SessionDep, sort: str = "idx", desc: bool = False, offset: int = 0,
+def sweep_page(sweep_id: SweepId, session: SessionDep, principal: PageUserDep, sort: str = "idx", desc: bool = False, offset: int = 0,
                limit: int = PAGE_SIZE, attack: str = DEFAULT_ATTACK, checkpoint: str = "best") -> HTMLResponse:
+    visible_sweep(session, principal, sweep_id)
     try:
         view = sweep_view(session, sweep_id=sweep_id, sort=sort, desc=desc, offset=offset, limit=limit,
                           attack=attack, checkpoint=checkpoint)
@@ -50,8 +53,9 @@ def sweep_page(sweep_id: SweepId, session: SessionDep, sort: str = "idx", desc: 
 
 
 @router.get("/compare", response_class=HTMLResponse)
-def compare(run: int, session: SessionDep, reference: Annotated[list[int], Query(min_length=1)],
+def compare(run: int, session: SessionDep, principal: PageUserDep, reference: Annotated[list[int], Query(min_length=1)],
             x: str = "params", attack: str = DEFAULT_ATTACK) -> HTMLResponse:
+    check_visible(session, principal, [run, *reference])
     try:
         view = compare_view(session, run=run, reference=reference, attack=attack, x=x)
     except (NotFound, SpecError) as e:

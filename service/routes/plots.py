@@ -12,9 +12,10 @@ from db.contract import DEFAULT_ATTACK
 from db.results import NoMatch
 from db.sweeps import NotFound
 from search_spaces.spec import SpecError
-from service.deps import SessionDep, SweepId, TrialId
+from service.deps import PrincipalDep, SessionDep, SweepId, TrialId
 from service.errors import unprocessable
 from service.plots import MEDIA_TYPES, PlotOptions, render, sweep_figure, trial_figure
+from service.visibility import check_visible, visible_trial
 
 router = APIRouter(tags=["plots"])
 
@@ -36,7 +37,7 @@ def _http(e: Exception) -> HTTPException:
 
 @router.get("/sweeps/{sweep_id}/plots/{kind}.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)
 def sweep_plot(
-    sweep_id: SweepId, kind: SweepKind, fmt: Format, session: SessionDep,
+    sweep_id: SweepId, kind: SweepKind, fmt: Format, session: SessionDep, principal: PrincipalDep,
     x: Annotated[Literal["params", "macs"], Query(description="Pareto x axis")] = "params",
     metric: Annotated[str, Query(description="numeric result field: Pareto / lambda-width y, heatmap colour")] =
         "robust_acc",
@@ -46,6 +47,7 @@ def sweep_plot(
     reference: Annotated[list[str] | None, Query(description="Pareto: sweeps (id or name) on the same axes")] = None,
 ) -> Response:  # fmt: skip
     """The sweep's plot `kind` as PNG or SVG. Reference sweeps (imported) are drawn grey with square markers."""
+    check_visible(session, principal, [sweep_id, *(reference or [])])
     try:
         options = PlotOptions(x=x, metric=metric, attack=attack, checkpoint=checkpoint, reference=tuple(reference or ()))
         body = render(sweep_figure(session, kind=kind, sweep_ref=sweep_id, options=options), fmt)
@@ -55,8 +57,9 @@ def sweep_plot(
 
 
 @router.get("/trials/{trial_id}/plots/curves.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)
-def trial_plot(trial_id: TrialId, fmt: Format, session: SessionDep) -> Response:
+def trial_plot(trial_id: TrialId, fmt: Format, session: SessionDep, principal: PrincipalDep) -> Response:
     """Training curves of a trial: natural risk vs robust regularisation, stability, validation robust accuracy."""
+    visible_trial(session, principal, trial_id)
     try:
         body = render(trial_figure(session, kind="curves", trial_id=trial_id), fmt)
     except (NotFound, ValueError) as e:

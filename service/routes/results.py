@@ -11,14 +11,14 @@ from fastapi.responses import Response
 from db.contract import DEFAULT_ATTACK
 from db.results import MAX_PAGE, NoMatch, parse_sort, query_page, query_results, trial_curves
 from db.stats import aggregate_seeds, sort_rows, with_standard_errors
-from db.sweeps import get_trial
 from search_spaces.spec import SpecError
 from service.analysis import pareto_report
-from service.deps import SessionDep, TrialId
-from service.errors import NOT_FOUND, not_found, unprocessable
+from service.deps import PrincipalDep, SessionDep, TrialId
+from service.errors import NOT_FOUND, unprocessable
 from service.exports import render_parquet, render_rows
 from service.filters import parse_filters
 from service.schemas import AggregateRow, CurveRow, ParetoOut, ResultOut
+from service.visibility import scoped_filters, visible_trial
 
 router = APIRouter(tags=["results"])
 
@@ -36,7 +36,7 @@ PAGE_DEFAULT = 1000
             responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
                              "headers": {"X-Total-Count": {"description": "rows on all pages",
                                                            "schema": {"type": "integer"}}}}})
-def results(request: Request, response: Response, session: SessionDep,
+def results(request: Request, response: Response, session: SessionDep, principal: PrincipalDep,
             format: Literal["json", "csv", "parquet"] = "json", kind: Literal["final", "epoch"] = "final",
             limit: int = Query(PAGE_DEFAULT, ge=1, le=MAX_PAGE, description=f"page size (max {MAX_PAGE})"),
             offset: int = Query(0, ge=0), sort: str | None = Query(None, description="e.g. -robust_acc,params"),
@@ -52,7 +52,8 @@ def results(request: Request, response: Response, session: SessionDep,
     (db.stats.aggregate_seeds), `n_seeds` and `seeds`."""
     reserved = {"format", "kind", "limit", "offset", "sort", "aggregate"}
     try:
-        filters = parse_filters(request.query_params.multi_items(), reserved=reserved)
+        filters = scoped_filters(session, principal, parse_filters(request.query_params.multi_items(),
+                                                                    reserved=reserved))
         order = parse_sort(sort)
         if aggregate == "seeds":
             rows = sort_rows(aggregate_seeds(query_results(session, filters=filters, kind=kind,
@@ -74,14 +75,13 @@ def results(request: Request, response: Response, session: SessionDep,
 
 
 @router.get("/trials/{trial_id}/curves", response_model=list[CurveRow], responses=NOT_FOUND)
-def curves(trial_id: TrialId, session: SessionDep) -> list[dict[str, Any]]:
-    if get_trial(session, trial_id=trial_id) is None:
-        raise not_found("trial", trial_id)
+def curves(trial_id: TrialId, session: SessionDep, principal: PrincipalDep) -> list[dict[str, Any]]:
+    visible_trial(session, principal, trial_id)
     return trial_curves(session, trial_id=trial_id)
 
 
 @router.get("/pareto", response_model=ParetoOut)
-def pareto(request: Request, session: SessionDep, x: str = "params", y: str = "robust_acc",
+def pareto(request: Request, session: SessionDep, principal: PrincipalDep, x: str = "params", y: str = "robust_acc",
            metric: list[str] = Query(default=[]), maximize: str | None = None,
            attack: str = Query(DEFAULT_ATTACK, description="attack key of the rows (pgd20, cw20, autoattack, ...)"),
            checkpoint: Literal["best", "last"] = "best") -> ParetoOut:
@@ -92,7 +92,8 @@ def pareto(request: Request, session: SessionDep, x: str = "params", y: str = "r
     metrics = [x, y, *metric]
     try:
         directions = None if maximize is None else [_bool("maximize", v) for v in maximize.split(",")]
-        filters = parse_filters(request.query_params.multi_items(), reserved={"x", "y", "metric", "maximize"})
+        filters = scoped_filters(session, principal, parse_filters(request.query_params.multi_items(),
+                                                                    reserved={"x", "y", "metric", "maximize"}))
         report = pareto_report(session, metrics=metrics, maximize=directions, filters=filters)
     except ValueError as e:
         raise _bad_filter(e) from None

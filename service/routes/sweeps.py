@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from db.models import Sweep
-from db.sweeps import ForbiddenTransition, SweepExists, get_sweep, list_sweeps, list_trials, trial_status_counts
+from db.sweeps import ForbiddenTransition, SweepExists, list_sweeps, list_trials, trial_status_counts
 from search_spaces.spec import SpecError
 from service.auth import Principal
 from service.deps import PrincipalDep, SessionDep, SessionsDep, SettingsDep, SweepId, WriterDep
@@ -23,7 +23,6 @@ from service.errors import (
     NOT_FOUND,
     UNAVAILABLE,
     conflict,
-    not_found,
     unavailable,
     unprocessable,
 )
@@ -41,17 +40,15 @@ from service.submission import (
     resume_sweep,
     store_sweep,
 )
+from service.visibility import visible_sweep
 
 router = APIRouter(tags=["sweeps"])
 WRITE = FORBIDDEN | BODY_ERRORS | UNAVAILABLE  # what every write route may also answer
 
 
 def visible(session: Session, sweep_id: int, principal: Principal) -> Sweep:
-    """The sweep if the token may see it (its owner's, an imported reference, or any for admin), else 404."""
-    s = get_sweep(session, sweep_id=sweep_id)
-    if s is None or not principal.sees(s):
-        raise not_found("sweep", sweep_id)
-    return s
+    """The sweep if the token may see it (service.visibility), else 404."""
+    return visible_sweep(session, principal, sweep_id)
 
 
 @router.post("/sweeps", status_code=201, response_model=SweepOut, responses=WRITE | CONFLICT)
@@ -78,7 +75,7 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
 @router.post("/plan", response_model=PlanOut, responses=BODY_ERRORS)
 def plan(req: SweepRequest, settings: SettingsDep) -> PlanOut:
     try:
-        _, p = plan_request(req, settings)
+        _, p = plan_request(req, settings, require_data_root=False)  # a plan runs nothing
     except SpecError as e:
         raise unprocessable(e.field, e.reason) from None
     return PlanOut.model_validate({"totals": p.totals(), "trials": [t.row() for t in p.trials]})

@@ -1,0 +1,47 @@
+"""What a token may see: its owner's sweeps and the imported reference sweeps; an admin token sees every sweep
+(service.auth). One place for it, used by every route that reads a sweep, its trials or its rows: a sweep or trial
+the token may not see answers 404, exactly like one that does not exist (nothing tells that it exists)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from db.models import Sweep, Trial
+from db.sweeps import get_sweep, get_sweep_by_name_or_id, get_trial, list_sweeps
+from service.auth import Principal
+from service.errors import not_found
+
+
+def visible_sweep(session: Session, principal: Principal, sweep_ref: int | str) -> Sweep:
+    """The sweep (id, or id or name) if the token may see it, else 404."""
+    if isinstance(sweep_ref, int) and not 0 < sweep_ref < 2**63:  # no such id (and SQLite cannot bind it)
+        raise not_found("sweep", sweep_ref)
+    s = get_sweep(session, sweep_id=sweep_ref) if isinstance(sweep_ref, int) else \
+        get_sweep_by_name_or_id(session, ref=sweep_ref)
+    if s is None or not principal.sees(s):
+        raise not_found("sweep", sweep_ref)
+    return s
+
+
+def visible_trial(session: Session, principal: Principal, trial_id: int) -> Trial:
+    if not 0 < trial_id < 2**63:
+        raise not_found("trial", trial_id)
+    t = get_trial(session, trial_id=trial_id)
+    if t is None or not principal.sees(t.sweep):
+        raise not_found("trial", trial_id)
+    return t
+
+
+def scoped_filters(session: Session, principal: Principal, filters: dict[str, Any]) -> dict[str, Any]:
+    """Result filters narrowed to the sweeps the token may see (unchanged for an admin)."""
+    if principal.is_admin:
+        return filters
+    return {**filters, "sweep_ids": [s.id for s in list_sweeps(session, visible_to=principal.owner)]}
+
+
+def check_visible(session: Session, principal: Principal, sweep_refs: list[Any]) -> None:
+    for ref in sweep_refs:
+        visible_sweep(session, principal, ref if isinstance(ref, int) or not str(ref).isdigit() else int(ref))
+
