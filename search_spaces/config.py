@@ -18,6 +18,29 @@ Norm = Literal["linf", "l2"]
 Start = Literal["uniform", "normal", "none"]  # uniform in the ball | x + 0.001*N(0,1) (TRADES) | x itself
 BNMode = Literal["eval", "train"]
 Checkpoint = Literal["best", "last"]
+EvalPreset = Literal["fast", "standard", "full"]
+
+# Robust evaluation presets (a sweep spec's `eval`): the attacks every trial runs on its best and last checkpoint at
+# the end of training, and whether AutoAttack re-attacks the Pareto front after the sweep (workers.posthoc).
+# fast: PGD-20, the studies' protocol; standard: + CW-20, and AutoAttack on the front (widened by 2 standard
+# errors) once the sweep completes; full: PGD-20 + CW-20 + AutoAttack on every trial.
+EVAL_PRESETS: dict[str, tuple[str, ...]] = {"fast": ("pgd",), "standard": ("pgd", "cw"), "full": ("pgd", "cw", "autoattack")}
+FRONT_EVAL_PRESETS = frozenset({"standard"})  # presets whose sweep ends with AutoAttack on the front
+FRONT_ATTACK = "autoattack"  # the attack those presets run on the front
+# Attack keys a post-hoc evaluation of stored checkpoints runs (workers.posthoc): pgd<N> and cw<N> with the trial's
+# step rule, and these; fab and square are AutoAttack's FAB-T and Square alone.
+POSTHOC_FIXED_ATTACKS = ("fgsm", "autoattack", "apgd-ce", "apgd-t", "fab", "square")
+
+
+def check_posthoc_attack(key: str) -> str:
+    """`key` when a post-hoc evaluation can run it (pgd<N>, cw<N>, POSTHOC_FIXED_ATTACKS), else ValueError naming
+    the field `attack` and the keys it takes."""
+    name = key.rstrip("0123456789")
+    if (name in ("pgd", "cw") and key[len(name):].isdigit() and int(key[len(name):]) >= 1) or \
+            key in POSTHOC_FIXED_ATTACKS:
+        return key
+    raise ValueError(f"attack: {key!r} is not an attack a post-hoc evaluation runs; keys are pgd<steps>, "
+                     f"cw<steps> (e.g. pgd100, cw20) or one of {', '.join(POSTHOC_FIXED_ATTACKS)}")
 
 
 class AttackConfig(BaseModel):
@@ -111,6 +134,7 @@ class TrialConfig(BaseModel):
 
     # evaluation and execution
     final_attacks: tuple[str, ...] = ("pgd",)  # run on the best and the last checkpoint: pgd | fgsm | cw | autoattack
+    eval_preset: EvalPreset = "fast"  # the sweep's `eval` preset (provenance; the expansion set final_attacks from it)
     eval_batch_size: int = Field(512, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA (BN in fp32), fp32 on CPU
 

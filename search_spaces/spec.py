@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search_spaces.catalog import DATASETS, METHOD_DEFAULTS, known
-from search_spaces.config import Norm, TrialConfig
+from search_spaces.config import EVAL_PRESETS, EvalPreset, Norm, TrialConfig
 from search_spaces.search import SearchConfig
 
 AXES = ("depths", "widths", "gamma", "method", "lam", "eps", "norm", "n_train", "seeds")
@@ -68,6 +68,8 @@ class SweepSpec(BaseModel):
     training: dict[str, Any] = {}  # TrialConfig fields shared by all trials (epochs, batch_size, lr, ...)
     constraints: Constraints = Constraints()
     search: SearchConfig | None = None  # None: run every configuration (a grid); see search_spaces.search
+    eval: EvalPreset = "fast"  # robust evaluation preset (search_spaces.config.EVAL_PRESETS): fast = PGD-20;
+    # standard = PGD-20 + CW-20, then AutoAttack on the front after the sweep; full = + AutoAttack on every trial
 
     @field_validator("gamma", "method", "lam", "eps", "norm", "n_train", "seeds", mode="before")
     @classmethod
@@ -162,7 +164,10 @@ class SweepSpec(BaseModel):
 
 def config_hash(cfg: TrialConfig) -> str:
     """Stable identity of a trial config (sorted-key JSON), used to remove duplicates and to key DB rows."""
-    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    dumped = cfg.model_dump(mode="json")
+    if dumped.get("eval_preset") == "fast":  # the default: configs stored before presets keep their hash
+        del dumped["eval_preset"]
+    blob = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -226,6 +231,11 @@ def _trial_fields(spec: SweepSpec, combo: dict[str, Any]) -> dict[str, Any]:
     )
     if combo["lam"] is not None:
         fields["lam"] = combo["lam"]
+    # the preset's attacks, then any other final attack the training fields name (order kept, no duplicates; an
+    # empty list stays empty so that TrialConfig rejects it)
+    given = spec.training.get("final_attacks")
+    attacks = [*EVAL_PRESETS[spec.eval], *_as_list(given)] if given is None or given else []
+    fields.update(final_attacks=tuple(dict.fromkeys(a for a in attacks if a is not None)), eval_preset=spec.eval)
     return fields
 
 

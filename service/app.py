@@ -12,7 +12,7 @@ from service.auth import require_page_token, require_token
 from service.errors import UNAUTHORIZED, install_error_handlers
 from service.limits import BodySizeLimit
 from service.pages.render import STATIC_DIR
-from service.routes import analysis, imports, pages, plots, presets, results, sweeps
+from service.routes import analysis, evaluation, imports, pages, plots, presets, results, sweeps
 from service.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, load_references: bool = Fals
     guarded = {"dependencies": [Depends(require_token)], "responses": UNAUTHORIZED}
     page_guarded = {"dependencies": [Depends(require_page_token)], "responses": UNAUTHORIZED}
     app.include_router(sweeps.router, prefix=API_PREFIX, **guarded)
+    app.include_router(evaluation.router, prefix=API_PREFIX, **guarded)
     app.include_router(results.router, prefix=API_PREFIX, **guarded)
     app.include_router(presets.router, prefix=API_PREFIX, **guarded)
     app.include_router(imports.router, prefix=API_PREFIX, **guarded)

@@ -28,7 +28,8 @@ MAY_IMPORT = {  # package -> the other packages (or subpackages) it may import
     "service": ("db", "search_spaces"),
 }
 # service modules that run torch in-process: they may import workers and torch, inside functions only
-SERVICE_RUNS_TORCH = {"service/cli/run.py", "service/cli/bench.py", "service/cli/plan.py", "service/bench/search.py"}
+SERVICE_RUNS_TORCH = {"service/cli/run.py", "service/cli/bench.py", "service/cli/plan.py", "service/bench/search.py",
+                      "service/cli/evaluate.py"}  # evaluate --local
 SEARCH_SPACES_COUNTS = {"search_spaces/plan.py"}  # parameters and MACs through workers.models, inside functions only
 SERVICE_RAY = {"service/launcher.py"}
 

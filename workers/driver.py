@@ -224,6 +224,10 @@ def run(sweep_id: int, context: RunContext) -> int:
         if tuner is not None:
             tuner.fit()
     status = wind_down(make_session, sweep_id, last_idx=last_idx)
+    if status == "completed":  # eval preset `standard`: AutoAttack on the widened front (nothing for the others)
+        from workers.posthoc import evaluate_front_after_sweep
+
+        evaluate_front_after_sweep(sweep_id, context, preset=stored.spec.eval)
     log.info("sweep %d finished: %s", sweep_id, status)
     return 0
 

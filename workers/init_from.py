@@ -52,3 +52,19 @@ def load_init_weights(ref: str, *, storage_path: str | None = None) -> dict[str,
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"init_from: {ref!r} holds neither a TrainState nor a model state_dict")
     return obj
+
+
+def load_checkpoint_weights(path: str | Path, *, checkpoint: str) -> tuple[dict[str, Tensor], int]:
+    """(model state_dict on the CPU, its epoch) of a trainable's state file: `checkpoint` 'last' is its `model` at
+    `epoch`, 'best' its `best_model` at `best_epoch` (the last weights when no best was kept: select_on 'last', or
+    best == last). Raises ValueError naming `checkpoint` for anything but a TrainState dict."""
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint: expected 'best' or 'last', got {checkpoint!r}")
+    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
+        raise ValueError(f"checkpoint: {str(path)!r} is not a TrainState file (no 'model' weights)")
+    epoch = int(obj.get("epoch") or 0)
+    if checkpoint == "last":
+        return obj["model"], epoch
+    best = obj.get("best_model")  # as workers.final_eval reads it: best_model or the last weights
+    return (best if isinstance(best, dict) and best else obj["model"]), int(obj.get("best_epoch") or epoch)

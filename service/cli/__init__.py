@@ -5,7 +5,7 @@ it by decorator when imported here (the order is the order of `robustgrid --help
 package's __init__ or another group except service.cli.sweeps (`wait_for`, `submit_request`).
 """
 
-from service.cli import bench, lifecycle, plan, plot, ray, results, run, science, sweeps, tokens  # noqa: F401  (registration, in order)
+from service.cli import bench, evaluate, lifecycle, plan, plot, ray, results, run, science, sweeps, tokens  # noqa: F401  (registration, in order)
 from service.cli.common import app
 
 __all__ = ["app"]

@@ -3,16 +3,15 @@ eps = 4/255, chosen so that about half the points are robust: a comparison at 0 
 the evaluation default; seed 0):
 
 - torchattacks.PGD(eps, alpha, steps=20, random_start=True): robust accuracy within 1 point of our PGD-20;
-- AutoAttack (pyautoattack 0.2.0), version 'custom' with APGD-CE + APGD-T (9 targets), see AA_ATTACKS: it must not be
-  weaker than our PGD-20 by more than 1 point, and our PGD must not overestimate robustness: PGD-100 within 1 point
-  of AutoAttack, PGD-20 within 2 points.
+- AutoAttack (pyautoattack 0.2.0), version 'custom' with APGD-CE + APGD-T (9 targets), see AA_ATTACKS: never weaker
+  than our PGD-100 by more than 0.5 points (AA <= PGD-100 + 0.005). The standard version only attacks further the
+  points these two leave robust, so the bound holds for it too;
+- pyautoattack's APGD-CE alone matches our PGD-100 within 1.5 points (the same loss, a better step schedule).
 
-Measured (this model, 2 CPU cores): clean 0.976; PGD-20 ours 0.490, torchattacks 0.490; PGD-100 ours 0.474;
-AutoAttack 0.472 for APGD-CE + APGD-T (14 s) and the same 0.472 for 'standard' (+ FAB-T, Square; 40-90 s, over this
-test's budget). PGD-20 at step eps/10 travels only 2 eps and is 1.8 points short of convergence at this eps (0.5 at
-2/255, 2.9 at 6/255), the known PGD-20 vs AutoAttack gap; hence the 2-point bound for PGD-20 (1 point at 100 steps). Across regimes
-(clean and adversarially trained, synthetic and cifar10-jpeg) PGD-20 sits 0.5-3.6 points above AutoAttack while it
-equals torchattacks everywhere: docs/science-results.md, section (c), from scripts/pgd_vs_autoattack.py.
+These are the two bounds that hold for correct code (issue 11, item 9). PGD-20 is not bounded against AutoAttack:
+at step eps/10 it travels only 2 eps and sits 0.5-3.6 points above AutoAttack across regimes, while it equals
+torchattacks everywhere; that is why sweeps re-attack their front post hoc (workers.posthoc). Measured on this
+model and on the tiny trained models of scripts/pgd_vs_autoattack.py: docs/science-results.md, section (c).
 Each test skips with a reason when its package is missing.
 """
 
@@ -89,15 +88,30 @@ def test_pgd20_matches_torchattacks(setup, monkeypatch):
     assert abs(ours - theirs) <= 0.01
 
 
-def test_pgd_against_autoattack(setup):
+@pytest.fixture(scope="module")
+def pgd100(setup) -> float:
+    """Our PGD-100 robust accuracy (step eps/10, seed 0) on the setup's images."""
+    model, x, y, _ = setup
+    torch.manual_seed(0)
+    return accuracy(model, make_attack("pgd", eps=EPS, steps=100, step_size=ALPHA)(model, x, y), y)
+
+
+def _pyautoattack(setup, pgd100: float, attacks: tuple[str, ...] | None) -> tuple[float, float]:
+    """(robust accuracy under pyautoattack's `attacks` (seed 0), our PGD-100) on the setup's images."""
     if importlib.util.find_spec("pyautoattack") is None:
         pytest.skip("pyautoattack not installed (pip install robustgrid[autoattack])")
-    model, x, y, ours = setup
+    model, x, y, _ = setup
     torch.manual_seed(0)
-    aa = accuracy(model, AutoAttack(eps=EPS, attacks=AA_ATTACKS)(model, x, y), y)
-    torch.manual_seed(0)
-    ours100 = accuracy(model, make_attack("pgd", eps=EPS, steps=100, step_size=ALPHA)(model, x, y), y)
-    print(f"\nPGD-20 ours {ours:.3f}  PGD-100 ours {ours100:.3f}  AutoAttack ({AA_ATTACKS or 'standard'}) {aa:.3f}")
-    assert aa <= ours + 0.01  # AutoAttack (through our wrapper) is at least as strong as PGD-20
-    assert ours100 <= aa + 0.01  # our PGD converges to AutoAttack's robust accuracy
-    assert ours <= aa + 0.02  # PGD-20 at step eps/10 is ~1.8 points short of convergence here
+    return accuracy(model, AutoAttack(eps=EPS, attacks=attacks)(model, x, y), y), pgd100
+
+
+def test_autoattack_is_never_weaker_than_pgd100(setup, pgd100):
+    aa, ours100 = _pyautoattack(setup, pgd100, AA_ATTACKS)
+    print(f"\nPGD-100 ours {ours100:.3f}  AutoAttack ({AA_ATTACKS or 'standard'}) {aa:.3f}")
+    assert aa <= ours100 + 0.005
+
+
+def test_apgd_ce_matches_pgd100(setup, pgd100):
+    apgd, ours100 = _pyautoattack(setup, pgd100, ("apgd-ce",))
+    print(f"\nPGD-100 ours {ours100:.3f}  APGD-CE {apgd:.3f}")
+    assert abs(apgd - ours100) <= 0.015

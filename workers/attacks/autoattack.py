@@ -65,7 +65,8 @@ class AutoAttack:
     attacks: tuple[str, ...] | None = None
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, grad_hook: GradHook | None = None) -> Tensor:
-        x = x.detach()
+        # contiguous: pyautoattack .view()s its gradients, which fails on a channels_last batch (the trainer's layout)
+        x = x.detach().contiguous()
         if self.eps == 0:
             return x
         try:
