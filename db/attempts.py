@@ -1,4 +1,4 @@
-"""A trial's attempts: how often Tune restarted it after a failure, and the batch size it trained with.
+"""A trial's attempts: how often Tune restarted it after a failure, and the batch size, device and node it runs with.
 
 Both are written by the Tune callback (workers.db_writer), the single writer of trial rows. `add_retry` is one
 UPDATE (`retries = retries + 1`), so two writers never lose an increment.
@@ -23,13 +23,21 @@ def add_retry(session: Session, *, trial_id: int) -> int:
     return int(n)
 
 
-def set_batch_size_used(session: Session, *, trial_id: int, batch_size: int) -> None:
-    """Record the training batch size the trial ran with (its config's, or a halved one after an out-of-memory
-    error). Raises ValueError for a batch size below 1, NotFound for an unknown trial."""
-    if int(batch_size) < 1:
+def record_attempt(session: Session, *, trial_id: int, batch_size: int | None = None, device: str | None = None,
+                   node: str | None = None) -> None:
+    """Record where and how the trial runs now, from its latest report: the training batch size (its config's, or a
+    halved one after an out-of-memory error), the device and the node (host and IP; a trial moved to another node
+    after a failure shows its new one). None leaves a field as it is. Raises ValueError for a batch size below 1,
+    NotFound for an unknown trial."""
+    if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
     trial = session.get(Trial, int(trial_id))
     if trial is None:
         raise NotFound(f"no trial with id {trial_id}")
-    trial.batch_size_used = int(batch_size)
+    if batch_size is not None:
+        trial.batch_size_used = int(batch_size)
+    if device is not None:
+        trial.device = device
+    if node is not None:
+        trial.node = node
     session.flush()

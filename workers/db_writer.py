@@ -6,7 +6,8 @@ queued -> running -> completed | failed (with the error text) | stopped (early, 
 the ASHA rung and cutoff, goes into `error`). A trial the database already holds as completed or stopped (a replay
 after a driver restart, reported as `kind = "skipped"` by the trainable) is left exactly as it is. Each restart of a
 trial by Tune's FailureConfig (from its last checkpoint) adds one to `trials.retries`; the training batch size a
-report names (`batch_size_used`: the config's, or a halved one after an out-of-memory error) is recorded.
+report names (`batch_size_used`: the config's, or a halved one after an out-of-memory error) is recorded, and so are
+its device and node from the first epoch on (a trial restarted on another node shows the new one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ray import cloudpickle
 from ray.tune import Callback
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.attempts import add_retry, set_batch_size_used
+from db.attempts import add_retry, record_attempt
 from db.contract import EpochReport, FinalRow
 from db.engine import make_engine, session_factory
 from db.results import upsert_epoch, upsert_final
@@ -107,8 +108,8 @@ class DBWriter(Callback):
         tid, kind = _trial_id(trial), result.get("kind")
         provenance = {"device": result.get("device"), "node": result.get("node")}
         with self.make_session.begin() as s:
-            if result.get("batch_size_used") and kind in ("epoch", "final", "failed"):
-                set_batch_size_used(s, trial_id=tid, batch_size=int(result["batch_size_used"]))
+            if kind in ("epoch", "final", "failed"):  # where and how it runs now (a retry may move it)
+                record_attempt(s, trial_id=tid, batch_size=result.get("batch_size_used"), **provenance)
             if kind == "epoch":
                 report = EpochReport.model_validate({k: result[k] for k in EpochReport.model_fields if k in result})
                 upsert_epoch(s, trial_id=tid, report=report)
