@@ -101,9 +101,10 @@ def trial_rows(plan: Plan, *, with_idx: bool = True) -> list[dict[str, object]]:
 
 
 def store_sweep(session: Session, req: SweepRequest, settings: Settings, *,
-                owner: str | None = None) -> tuple[Sweep, Plan]:
-    """Validate and plan the request, then write the sweep (recording its `owner`, the API token's) and all its
-    trials in one transaction."""
+                owner: str | None = None, idempotency_key: str | None = None) -> tuple[Sweep, Plan]:
+    """Validate and plan the request, then write the sweep (recording its `owner`, the API token's, and the
+    request's `idempotency_key`) and all its trials in one transaction. A key another sweep holds raises
+    IntegrityError (nothing written)."""
     spec, plan = plan_request(req, settings)
     name = spec.name or f"{req.preset or 'sweep'}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10_000:04d}"
     stored = StoredSweep(spec=spec.model_copy(update={"name": name}), data_root=data_root_of(req, settings))
@@ -111,7 +112,33 @@ def store_sweep(session: Session, req: SweepRequest, settings: Settings, *,
         sweep = create_sweep(session, name=name, spec=stored.to_json(),
                              trials=[] if stored.is_search else trial_rows(plan), code_version=code_version(),
                              owner=owner)
+        if idempotency_key is not None:
+            sweep.idempotency_key = idempotency_key
+            session.flush()
     return sweep, plan
+
+
+class IdempotencyKeyTaken(ValueError):
+    """The Idempotency-Key names another owner's sweep."""
+
+
+def sweep_for_key(session: Session, *, key: str, owner: str | None) -> Sweep | None:
+    """The sweep an earlier POST with this Idempotency-Key stored (None: none did). IdempotencyKeyTaken when
+    it is another owner's."""
+    from sqlalchemy import select
+
+    sweep = session.scalar(select(Sweep).where(Sweep.idempotency_key == key))
+    if sweep is not None and sweep.owner != owner:
+        raise IdempotencyKeyTaken("Idempotency-Key: already used by another owner's sweep; use a new key")
+    return sweep
+
+
+def finish_interrupted(make_session: sessionmaker[Session], sweep: Sweep, settings: Settings) -> None:
+    """A replayed submission whose first attempt stored the sweep but died before launching it (queued, no Ray job):
+    launch it now (LaunchFailed as for a first attempt). Any other sweep is left as it is."""
+    if sweep.status == "queued" and sweep.ray_job_id is None:
+        stored = StoredSweep.model_validate(sweep.spec)
+        launch_sweep(make_session, sweep.id, settings, data_root=stored.data_root)
 
 
 class LaunchFailed(RuntimeError):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Response
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Sweep
@@ -28,6 +29,7 @@ from service.errors import (
 )
 from service.schemas import PlanOut, PlanTotals, SweepDetail, SweepOut, SweepRequest, TrialOut
 from service.submission import (
+    IdempotencyKeyTaken,
     LaunchFailed,
     LifecycleError,
     LifecycleResult,
@@ -35,10 +37,12 @@ from service.submission import (
     cancel_sweep,
     data_root_of,
     extend_sweep,
+    finish_interrupted,
     launch_sweep,
     plan_request,
     resume_sweep,
     store_sweep,
+    sweep_for_key,
 )
 from service.visibility import visible_sweep
 
@@ -53,16 +57,25 @@ def visible(session: Session, sweep_id: int, principal: Principal) -> Sweep:
 
 @router.post("/sweeps", status_code=201, response_model=SweepOut, responses=WRITE | CONFLICT)
 def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settings: SettingsDep,
-           principal: WriterDep) -> SweepOut:
+           principal: WriterDep, response: Response,
+           idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> SweepOut:
     """Validate, plan (limits first: `max_trials` before the grid is expanded), store the sweep with its owner (the
     token's) and all its trials in one transaction, then launch its Ray job (503 when Ray cannot be reached: the
-    sweep stays stored, `failed` with the reason)."""
+    sweep stays stored, `failed` with the reason). With an `Idempotency-Key` header, a retried POST (the first
+    answer lost, the API restarted) returns the sweep the first one stored (`Idempotent-Replayed: true`),
+    launching it when the first attempt died before it could."""
+    if idempotency_key is not None and (replay := _replay(sessions, settings, idempotency_key, principal)):
+        response.headers["Idempotent-Replayed"] = "true"
+        return replay
     try:
-        sweep, plan = store_sweep(session, req, settings, owner=principal.owner)
+        sweep, plan = store_sweep(session, req, settings, owner=principal.owner, idempotency_key=idempotency_key)
     except SpecError as e:
         raise unprocessable(e.field, e.reason) from None
-    except SweepExists as e:
-        raise conflict(str(e)) from None
+    except (SweepExists, IntegrityError) as e:  # a concurrent POST with the same key may have won the race
+        if idempotency_key is not None and (replay := _replay(sessions, settings, idempotency_key, principal)):
+            response.headers["Idempotent-Replayed"] = "true"
+            return replay
+        raise conflict(str(e) if isinstance(e, SweepExists) else "the sweep could not be stored") from None
     try:
         launch_sweep(sessions, sweep.id, settings, data_root=data_root_of(req, settings))
     except LaunchFailed as e:  # the sweep is stored and marked failed with the reason
@@ -70,6 +83,24 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
     session.refresh(sweep)
     return SweepOut.model_validate(sweep).model_copy(update={"totals": PlanTotals(**plan.totals()),
                                                              "counts": {"queued": sweep.n_trials}})
+
+
+def _replay(sessions: Any, settings: Any, key: str, principal: Principal) -> SweepOut | None:
+    """The sweep stored under `key` (launched now if its first POST died before launching), or None."""
+    with sessions() as s:
+        try:
+            sweep = sweep_for_key(s, key=key, owner=principal.owner)
+        except IdempotencyKeyTaken as e:
+            raise conflict(str(e)) from None
+        if sweep is None:
+            return None
+        try:
+            finish_interrupted(sessions, sweep, settings)
+        except LaunchFailed as e:
+            raise unavailable(str(e)) from None
+        s.refresh(sweep)
+        return SweepOut.model_validate(sweep).model_copy(
+            update={"counts": trial_status_counts(s, sweep_id=sweep.id)})
 
 
 @router.post("/plan", response_model=PlanOut, responses=BODY_ERRORS)
