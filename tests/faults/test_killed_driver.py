@@ -1,7 +1,8 @@
 """Issue 12, fault 3: SIGKILL the sweep's driver mid-sweep, then start it again (`resume`: the service's restart of
 a dead driver, on the same local Ray head). Finished trials are not re-run (their rows and end times unchanged),
 the unfinished ones continue, completed = requested, every (trial, epoch) row once. tests/service/test_lifecycle.py
-does the same through HTTP with two trials; here four trials on two CPUs, killed once one has completed and another is mid-way."""
+does the same through HTTP with two trials; here four trials on two CPUs, killed once one has completed and another
+is mid-way."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ class KillAfterEpoch(Callback):
         self.killed_at = self.last  # the worker is training epoch killed_at + 1 now
         os.kill(pid, signal.SIGKILL)
 
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                        **info: Any) -> None:
         if result.get("kind") != "epoch":
             return
         if self.killed_at is None:
