@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -55,6 +54,12 @@ SPECS = {
     "fgsm": SweepSpec(name="science-fgsm", method=["fgsm"], eps=[16 * PX], **COMMON | {"training": COMMON["training"] | {
         "epochs": 10, "train_attack": {"name": "fgsm", "steps": 1, "step_size": 20 * PX, "start": "uniform"},
         "eval_attack": {"steps": 10, "step_size": None}}}),
+    # Post-hoc evaluation (issue 11): eight tiny WRNs (widths 1-2 per stage) evaluated with the studies' PGD-20 at
+    # 8/255 on 500 test images; then `robustgrid evaluate --front --attack autoattack --local` re-attacks only the
+    # widened front and `posthoc-report` puts both fronts side by side.
+    "posthoc": SweepSpec(name="science-posthoc", method=["sat"], eps=[8 * PX], **COMMON | {
+        "widths": [[1, 2], [1, 2], [1, 2]], "training": COMMON["training"] | {
+            "n_test": 500, "eval_attack": {"steps": 20, "step_size": None}}}),
 }
 
 
@@ -101,6 +106,33 @@ def finetune(settings: Settings) -> int:
     return run_sweep(settings, spec)
 
 
+def posthoc_report(settings: Settings) -> None:
+    """The science-posthoc sweep's front under PGD-20 and under AutoAttack (best checkpoints), side by side."""
+    from db.front import front_trials
+    from service.analysis import pareto_front
+
+    with session_factory(make_engine(settings.database_url))() as s:
+        sweep = get_sweep_by_name_or_id(s, ref="science-posthoc")
+        assert sweep is not None, "run --phase posthoc first"
+        n = len(list_trials(s, sweep_id=sweep.id))
+        widened = front_trials(s, sweep_id=sweep.id)
+        rows = {(r["trial"], r["attack"]): r for r in query_results(s, filters={"sweep": sweep.id, "checkpoint": "best"})}
+        fronts = {a: {r["trial"] for r in pareto_front(s, metrics=["params", "robust_acc"], maximize=None,
+                                                          filters={"sweep": sweep.id, "attack": a})[1]}
+                  for a in ("pgd20", "autoattack")}
+    print(f"{n} trials; widened PGD-20 front (2 SE): {len(widened)} evaluated with AutoAttack, {n - len(widened)} spared")
+    print("| trial | arch | params | PGD-20 | AutoAttack | on PGD-20 front | on AA front |")
+    print("|---|---|---|---|---|---|---|")
+    for (tid, attack), r in sorted(rows.items()):
+        if attack != "pgd20":
+            continue
+        aa = rows.get((tid, "autoattack"))
+        se = (r["robust_acc"] * (1 - r["robust_acc"]) / r["n_total"]) ** 0.5
+        aa_text = "-" if aa is None else f"{aa['robust_acc']:.3f}"
+        print(f"| {tid} | {r['arch']} | {r['params']:,} | {r['robust_acc']:.3f} ± {se:.3f} | {aa_text} | "
+              f"{'yes' if tid in fronts['pgd20'] else ''} | {'yes' if tid in fronts['autoattack'] else ''} |")
+
+
 def report(settings: Settings) -> None:
     from service.epsilon_star import epsilon_star_for_sweep
 
@@ -129,8 +161,8 @@ def _clean_id(s: Any) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["run", "report"])
-    p.add_argument("--phase", choices=["eps", "finetune", "lambda", "fgsm"])
+    p.add_argument("what", choices=["run", "report", "posthoc-report"])
+    p.add_argument("--phase", choices=["eps", "finetune", "lambda", "fgsm", "posthoc"])
     p.add_argument("--data-root", default=".data/cifar10-jpeg")
     p.add_argument("--db", default=".data/science.db")
     p.add_argument("--storage", default=".data/science-storage")
@@ -138,10 +170,11 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     settings = Settings(database_url=f"sqlite:///{Path(a.db).resolve()}", data_root=a.data_root, storage_path=a.storage)
-    os.environ["ROBUSTGRID_STORAGE_PATH"] = settings.storage_path  # where init_from='trial:<id>' is looked up
     upgrade(make_engine(settings.database_url))
     if a.what == "report":
         report(settings)
+    elif a.what == "posthoc-report":
+        posthoc_report(settings)
     elif a.phase == "finetune":
         finetune(settings)
     else:

@@ -12,7 +12,7 @@ from service.auth import require_page_token, require_token
 from service.errors import UNAUTHORIZED, install_error_handlers
 from service.limits import BodySizeLimit
 from service.pages.render import STATIC_DIR
-from service.routes import analysis, evaluation, imports, pages, plots, presets, results, sweeps
+from service.routes import analysis, evaluation, imports, login, pages, plots, presets, results, sweeps
 from service.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, load_references: bool = Fals
     app.include_router(imports.router, prefix=API_PREFIX, **guarded)
     app.include_router(analysis.router, prefix=API_PREFIX, **guarded)
     app.include_router(plots.router, prefix=API_PREFIX, **guarded)
+    app.include_router(login.router)  # the form that sets the pages' cookie (a bad token: 401)
     app.include_router(pages.router, **page_guarded)  # the results pages and /docs (HTML, not in the schema)
     app.mount(pages.STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="static")
 

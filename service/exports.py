@@ -83,3 +83,21 @@ def render_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str] | None 
     if columns is None:  # the default view leaves out columns no row fills (e.g. counts of epoch rows)
         cols = [c for c in cols if any(r.get(c) is not None for r in rows)]
     return _pm(rows, cols).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+def collapse_best_last(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Final rows with each (trial, attack)'s `last` row dropped where it is the `best` checkpoint (the same epoch,
+    evaluated once), the best row then shown as `best=last`; every other row as it is."""
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return r["trial"], r["attack"], r.get("epoch")
+
+    shared = ({key(r) for r in rows if r.get("checkpoint") == "best"}
+              & {key(r) for r in rows if r.get("checkpoint") == "last" and r.get("epoch") is not None})
+    out = []
+    for r in rows:
+        if key(r) in shared:
+            if r["checkpoint"] == "last":
+                continue
+            r = r | {"checkpoint": "best=last"}
+        out.append(r)
+    return out

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     ray_num_cpus: int | None = None  # local head: CPUs to advertise (None = all cores)
     ray_temp_dir: str | None = None  # local head: Ray's temp/session dir (None = Ray's default, /tmp/ray)
     # local head: `ray start --node-ip-address`, the interface it advertises to joining hosts. Ray 2.60 replaces a
-    # loopback value by the host's reachable IP and binds GCS and raylet to all interfaces (docs/cluster.md)
+    # loopback value by the host's reachable IP and binds GCS and raylet to all interfaces (the README section "Running on a Ray cluster")
     ray_node_ip: str = "127.0.0.1"
     # local head: Python modules its worker processes import when they start (Ray's RAY_preload_python_modules,
     # comma-separated; "" = none), so a sweep's trial actors start with torch and the trainable loaded

@@ -9,7 +9,8 @@ from search_spaces.spec import SweepSpec
 @register_preset("demo", "A small real sweep for `robustgrid demo`: four tiny stage-wise WRNs on cifar10-jpeg, minutes on CPU.")
 def demo() -> SweepSpec:
     return SweepSpec(
-        description="Demo: four tiny stage-wise WRNs (d1-1-1, widths 1-2 per stage), SAT at eps 8/255, PGD-3 training.",
+        description="Demo: four tiny stage-wise WRNs (d1-1-1, widths 1-2 per stage), SAT at eps 8/255, PGD-3 training, "
+                    "PGD-20 evaluation (the studies' protocol, so the published references sit on the same axes).",
         depths=[[1], [1], [1]],
         widths=[[1, 2], [1], [1, 2]],
         dataset="cifar10-jpeg",
@@ -21,6 +22,6 @@ def demo() -> SweepSpec:
             "n_test": 500,
             "lr": 0.05,
             "train_attack": {"steps": 3, "step_size": 4 / 255},
-            "eval_attack": {"steps": 10, "step_size": None},
+            "eval_attack": {"steps": 20, "step_size": None},
         },
     )

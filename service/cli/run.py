@@ -10,9 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
+from db.contract import DEFAULT_ATTACK
 from search_spaces.spec import SpecError
 from service.cli.common import DataRootOpt, DbOpt, PresetOpt, SetOpt, SpecOpt, app, build_request, fail, settings_from
 from service.cli.sweeps import submit_request, wait_for
+from service.settings import Settings
 
 
 @app.command()
@@ -98,29 +100,33 @@ def demo(data_root: DataRootOpt = None, database_url: DbOpt = None,
     req = build_request("demo", None, [f"dataset={json.dumps(dataset)}"], data_root=root)
     sweep_id = submit_request(req, settings)
     cluster = launcher.ensure_ray_head(settings)
-    typer.echo(f"Ray dashboard: {launcher.dashboard_url(cluster)}", err=True)
+    typer.echo(launcher.login_help(cluster), err=True)
     state = wait_for(settings, sweep_id)
 
-    from db.contract import attack_key
     from db.results import query_results
+    from db.stats import with_standard_errors
     from db.sweeps import list_trials
-    from service.analysis import pareto_front
+    from service.analysis import pareto_report
+    from service.exports import collapse_best_last
 
     with session_factory(make_engine(settings.database_url))() as s:
-        rows = query_results(s, filters={"sweep": sweep_id}, kind="final")
-        trials = list_trials(s, sweep_id=sweep_id)
-        attack = attack_key("pgd", int(trials[0].config["eval_attack"]["steps"]))  # the demo's own PGD rows
-        _, front = pareto_front(s, metrics=["params", "robust_acc"], maximize=None,
-                                filters={"sweep": sweep_id, "attack": attack})
-        errors = [f"trial {t.id} {t.arch}: {t.error}" for t in trials if t.status == "failed"]
+        rows = with_standard_errors(query_results(s, filters={"sweep": sweep_id}, kind="final"))
+        report = pareto_report(s, metrics=["params", "robust_acc"], maximize=None,
+                               filters={"sweep": sweep_id, "attack": DEFAULT_ATTACK})
+        errors = [f"trial {t.id} {t.arch}: {t.error}" for t in list_trials(s, sweep_id=sweep_id)
+                  if t.status == "failed"]
     if errors:
         typer.echo("\n".join(errors), err=True)
         fail(f"demo: {len(errors)} trial(s) of sweep {sweep_id} failed")
-    typer.echo(f"\nResults of sweep {sweep_id} ({state}):")
-    typer.echo(render_rows(rows, "table"))
-    typer.echo(f"\nPareto front (params min, robust_acc max, best checkpoint, {attack}):")
-    typer.echo(render_rows(front, "table", columns=["trial", "arch", "params", "robust_acc", "clean_acc", "stability"]))
-    typer.echo(f"\nRay dashboard: {launcher.dashboard_url(cluster)}")
+    typer.echo(f"\nResults of sweep {sweep_id} ({state}); a checkpoint 'best=last' was evaluated once:")
+    typer.echo(render_rows(collapse_best_last(rows), "table"))
+    typer.echo(f"\nPareto front (params min, robust_acc max, best checkpoint, {DEFAULT_ATTACK}; ± one standard error):")
+    typer.echo(render_rows(report.front, "table",
+                           columns=["trial", "arch", "params", "robust_acc", "clean_acc", "stability"]))
+    typer.echo(report.note)
+    for path in _demo_plots(settings, sweep_id):
+        typer.echo(f"plot written: {path}")
+    typer.echo("\n" + launcher.login_help(cluster))
     from service.auth import issue_token
 
     with session_factory(engine).begin() as s:  # the demo's own API token (admin), shown once
@@ -129,8 +135,39 @@ def demo(data_root: DataRootOpt = None, database_url: DbOpt = None,
                f"  robustgrid serve  # then, in another shell:\n"
                f"  curl -H 'Authorization: Bearer {token}' "
                f"http://{settings.api_host}:{settings.api_port}/api/v1/sweeps/{sweep_id}")
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    typer.echo(f"The sweep's page beside the published references: log in at {base}/login with that token, then\n"
+               f"  {base}/compare?run={sweep_id}{''.join(f'&reference={r}' for r in _reference_ids(settings))}")
     typer.echo(f"demo wall time: {time.monotonic() - t0:.0f} s")
     if stop_ray:
         launcher.stop_local_head(settings)
     elif cluster.started_by_us or not settings.ray_address:
         typer.echo("The local Ray head keeps running (robustgrid ray status); stop it: robustgrid ray down")
+
+
+def _reference_ids(settings: Settings) -> list[int]:
+    """Ids of the published reference sweeps in the store (service.references names them published-<stem>)."""
+    from db.engine import make_engine, session_factory
+    from db.sweeps import list_sweeps
+    from service.references import PUBLISHED_PREFIX
+
+    with session_factory(make_engine(settings.database_url))() as s:
+        return [sw.id for sw in list_sweeps(s) if sw.imported and sw.name.startswith(PUBLISHED_PREFIX)]
+
+
+def _demo_plots(settings: Settings, sweep_id: int) -> list[Path]:
+    """The demo's Pareto front beside the published references as PNG and SVG, in ./robustgrid-demo-<id>/."""
+    from db.engine import make_engine, session_factory
+    from service.plots import sweep_figure
+    from service.plots.common import PlotOptions, render
+
+    out = Path.cwd() / f"robustgrid-demo-{sweep_id}"
+    out.mkdir(exist_ok=True)
+    options = PlotOptions(reference=tuple(str(r) for r in _reference_ids(settings)))
+    written = []
+    with session_factory(make_engine(settings.database_url))() as s:
+        for fmt in ("png", "svg"):
+            path = out / f"pareto.{fmt}"
+            path.write_bytes(render(sweep_figure(s, kind="pareto", sweep_ref=sweep_id, options=options), fmt))
+            written.append(path)
+    return written

@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session
 from db.contract import CHECKPOINTS, DEFAULT_ATTACK, NUMERIC_FIELDS, check_attack_key
 from db.models import Sweep
 from db.results import query_results
+from db.stats import SE_METRICS, binomial_se
 from db.sweeps import NotFound, get_sweep_by_name_or_id
 from search_spaces.spec import SpecError
 
 MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
 DPI = 100  # PNG pixels per inch: a 6.4 x 4.8 in figure is 640 x 480 px
 X_FIELDS = ("params", "macs")
-SE_FIELDS = frozenset({"clean_acc", "robust_acc", "stability"})  # binomial fractions of n_total test images
 REFERENCE_COLOR = "0.55"  # grey: imported (published) sweeps
 REFERENCE_MARKER = "s"
 RUN_MARKER = "o"
@@ -69,20 +69,13 @@ def final_rows(session: Session, *, sweep: Sweep, options: PlotOptions) -> list[
     return query_results(session, filters=filters, kind="final", explain_empty=True)
 
 
-def binomial_se(p: float | None, n: int | None) -> float | None:
-    """sqrt(p (1 - p) / n): the standard error of a fraction p measured on n images; None without both."""
-    if p is None or not n or n <= 0 or not 0.0 <= p <= 1.0:
-        return None
-    return math.sqrt(p * (1.0 - p) / n)
-
-
 def row_se(row: dict[str, Any], metric: str) -> float | None:
     """The standard error of `row[metric]`: a stored `<metric>_se` when the row has one, else the binomial one
     from `n_total` for accuracies and stability, else None (no error bar)."""
     stored = row.get(f"{metric}_se")
     if stored is not None:
         return float(stored)
-    return binomial_se(row.get(metric), row.get("n_total")) if metric in SE_FIELDS else None
+    return binomial_se(row.get(metric), row.get("n_total")) if metric in SE_METRICS else None
 
 
 def mean_and_se(values: list[float], ses: list[float | None]) -> tuple[float, float | None]:
@@ -101,7 +94,7 @@ def label_of(field_name: str) -> str:
              "device_seconds": "device seconds (s)"}  # fmt: skip
     if field_name in units:
         return units[field_name]
-    if field_name in SE_FIELDS:
+    if field_name in SE_METRICS:
         return f"{field_name} (fraction)"
     if "loss" in field_name or field_name in ("natural_risk", "robust_reg"):
         return f"{field_name} (nats)"

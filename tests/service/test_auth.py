@@ -28,8 +28,8 @@ from service.auth import COOKIE_NAME, hash_token
 from service.cli import app as cli
 from service.settings import Settings
 
-PUBLIC = {"/api/v1/health"}
-READ_ONLY_POSTS = {"/api/v1/plan"}  # a plan runs and stores nothing: any token may ask for one
+PUBLIC = {"/api/v1/health", "/login", "/logout"}  # the login form sets the pages' cookie from a token
+READ_ONLY_POSTS = {"/api/v1/plan", "/login", "/logout"}  # a plan runs and stores nothing; logging in needs no scope
 TINY = {"depths": [[1], [1], [1]], "widths": [[1], [1], [1]], "dataset": "synthetic", "n_train": [64],
         "training": {"epochs": 1, "batch_size": 32, "val_size": 32, "n_test": 32}}
 
@@ -200,3 +200,19 @@ def test_token_store_refuses_bad_input(settings: Settings) -> None:
         assert revoke_token(s, ref="2").owner == "b"  # by id
     bad = CliRunner().invoke(cli, ["token", "revoke", "nope", "--database-url", settings.database_url])
     assert bad.exit_code == 2 and "error: token: no token with id or prefix 'nope'" in bad.output
+
+
+def test_login_form_sets_the_pages_cookie_only_for_a_valid_token(app: FastAPI, client: TestClient) -> None:
+    token = new_token(app, scope="read", owner="lena")
+    client.cookies.clear()
+    assert client.get("/login").status_code == 200 and 'name="token"' in client.get("/login").text
+    bad = client.post("/login", data={"token": "rg_wrong"}, follow_redirects=False)
+    assert bad.status_code == 401 and "robustgrid_token" not in bad.headers.get("set-cookie", "")
+    good = client.post("/login", data={"token": token, "next": "//evil.example/x"}, follow_redirects=False)
+    assert good.status_code == 303 and good.headers["location"] == "/"  # no open redirect
+    cookie = good.headers["set-cookie"]
+    assert "robustgrid_token=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert client.get("/").status_code == 200  # the page now reads the cookie
+    client.post("/logout", follow_redirects=False)
+    client.cookies.clear()
+    assert client.get("/").status_code == 401

@@ -20,7 +20,8 @@ from db.results import upsert_epoch, upsert_final
 from db.sweeps import create_sweep, mark_trial
 from search_spaces.spec import SpecError
 from service.plots import PlotOptions, render, sweep_figure
-from service.plots.common import binomial_se, mean_and_se, row_se
+from db.stats import binomial_se
+from service.plots.common import mean_and_se, row_se
 from service.plots.curves import curves_figure
 from service.plots.depth_heatmap import depth_grid, draw_depth_heatmap
 from service.plots.eps import draw_eps, eps_groups

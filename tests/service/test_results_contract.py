@@ -158,3 +158,14 @@ def test_cli_results_where_eps(url: str, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "FIELD=VALUE" in bad.output
     front = CliRunner().invoke(app, ["pareto", "--database-url", url, "--x", "macs", "--attack", "autoattack"])
     assert front.exit_code == 0 and "autoattack" in front.stdout and "30000" in front.stdout
+
+
+def test_the_demo_table_shows_a_checkpoint_evaluated_once_once() -> None:
+    from service.exports import collapse_best_last
+
+    rows = [{"trial": 1, "attack": "pgd20", "checkpoint": "best", "epoch": 3, "robust_acc": 0.4},
+            {"trial": 1, "attack": "pgd20", "checkpoint": "last", "epoch": 3, "robust_acc": 0.4},
+            {"trial": 2, "attack": "pgd20", "checkpoint": "best", "epoch": 2, "robust_acc": 0.3},
+            {"trial": 2, "attack": "pgd20", "checkpoint": "last", "epoch": 3, "robust_acc": 0.2}]
+    assert [(r["trial"], r["checkpoint"]) for r in collapse_best_last(rows)] == [
+        (1, "best=last"), (2, "best"), (2, "last")]

@@ -2,7 +2,7 @@
 
 - what the head listens on (`ss -ltnup`, the processes of the head's process group): the dashboard and job API on
   127.0.0.1 only; nothing bound to a non-loopback address; the wildcard listeners that Ray 2.60 opens whatever
-  `--node-ip-address` says (GCS and raylet, token-guarded; docs/cluster.md) and nothing else;
+  `--node-ip-address` says (GCS and raylet, token-guarded; the README section "Running on a Ray cluster") and nothing else;
 - `ray job list` works with the documented environment (RAY_AUTH_MODE=token and the token file) and not without it;
 - the database URL and its password never reach the Ray job's runtime env, job info, `ray job list`, the job's
   logs, our log lines, or the API's responses.
@@ -34,7 +34,7 @@ SECRET_URL = "postgresql+psycopg://u:secret@127.0.0.1:1/db"  # port 1: nothing a
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
 # Ray 2.60 turns `--node-ip-address=127.0.0.1` into the host's reachable IP (ray._private.services.
 # resolve_ip_for_localhost), so these components listen beyond loopback whatever we pass; each needs Ray's token
-# (docs/cluster.md lists them and recommends a host firewall). ss shows the first 15 characters of a process name.
+# (the README section "Running on a Ray cluster" lists them and recommends a host firewall). ss shows the first 15 characters of a process name.
 RAY_EXPOSED = {"gcs_server", "raylet", "ray::DashboardA", "ray::RuntimeEnv", "ray.util.client.server"}
 PG_ADMIN_URL = os.environ.get("ROBUSTGRID_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
