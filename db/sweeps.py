@@ -140,13 +140,13 @@ def set_sweep_job(session: Session, *, sweep_id: int, ray_job_id: str | None, da
 
 def mark_trial(
     session: Session, *, trial_id: int, status: str, actor: Actor, error: str | None = None,
-    device_seconds: float | None = None, device: str | None = None, node: str | None = None
+    device_seconds: float | None = None,
 ) -> Trial:
     """Set a trial's status as `actor` (db.states; ForbiddenTransition, nothing written, when not allowed: a
     finished trial is never overwritten, a cancelled one never runs again). `running` sets started_at (first
     start only; a resumed trial keeps it) and clears ended_at and error; `queued` (a requeue) clears ended_at and
     error; a terminal status (completed, failed, cancelled, stopped) sets ended_at. `error` and `device_seconds`
-    (the whole trial), `device` and `node` (provenance) are written when given."""
+    (the whole trial) are written when given; where the trial runs (device, node) is db.attempts.record_attempt."""
     _check(status, TRIAL_STATUSES, "trial")
     trial = session.get(Trial, trial_id)
     if trial is None:
@@ -167,10 +167,6 @@ def mark_trial(
         trial.error = error
     if device_seconds is not None:
         trial.device_seconds = float(device_seconds)
-    if device is not None:
-        trial.device = device
-    if node is not None:
-        trial.node = node
     session.flush()
     return trial
 

@@ -106,24 +106,24 @@ class DBWriter(Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
         tid, kind = _trial_id(trial), result.get("kind")
-        provenance = {"device": result.get("device"), "node": result.get("node")}
         with self.make_session.begin() as s:
             if kind in ("epoch", "final", "failed"):  # where and how it runs now (a retry may move it)
-                record_attempt(s, trial_id=tid, batch_size=result.get("batch_size_used"), **provenance)
+                record_attempt(s, trial_id=tid, batch_size=result.get("batch_size_used"), device=result.get("device"),
+                               node=result.get("node"))
             if kind == "epoch":
                 report = EpochReport.model_validate({k: result[k] for k in EpochReport.model_fields if k in result})
                 upsert_epoch(s, trial_id=tid, report=report)
                 if result.get("done"):  # the scheduler stopped the trial at this epoch (Tune sets done first)
                     self.stopped.add(tid)
                     self._set(s, tid, "stopped", error=self._stop_reason(trial, result),
-                              device_seconds=result.get("trial_device_seconds"), **provenance)
+                              device_seconds=result.get("trial_device_seconds"))
             elif kind == "final":
                 for row in result["final_rows"]:
                     upsert_final(s, trial_id=tid, row=FinalRow.model_validate(row))
-                self._set(s, tid, "completed", device_seconds=result["trial_device_seconds"], **provenance)
+                self._set(s, tid, "completed", device_seconds=result["trial_device_seconds"])
             elif kind == "failed":
                 self.failed.add(tid)
-                self._set(s, tid, "failed", error=str(result["error"]), **provenance)
+                self._set(s, tid, "failed", error=str(result["error"]))
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         # completion rows were written with the final result; a trial that ended without one failed silently

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from db.contract import CHECKPOINTS, Checkpoint
 from service.deps import SessionsDep, SettingsDep, WriterDep
-from service.errors import CONFLICT, FORBIDDEN, NOT_FOUND, UNAVAILABLE, conflict, not_found, unavailable, unprocessable
+from service.errors import BODY_ERRORS, CONFLICT, FORBIDDEN, NOT_FOUND, UNAVAILABLE, conflict, not_found, unavailable, unprocessable
 from service.evaluation import EvaluationError, evaluate_sweep
 from service.launcher import RayUnavailable
 
@@ -43,7 +43,7 @@ class EvaluateOut(BaseModel):
 
 
 @router.post("/sweeps/{sweep_id}/evaluate", status_code=202, response_model=EvaluateOut,
-             responses=FORBIDDEN | NOT_FOUND | CONFLICT | UNAVAILABLE)
+             responses=FORBIDDEN | NOT_FOUND | CONFLICT | UNAVAILABLE | BODY_ERRORS)
 def evaluate(sweep_id: int, req: EvaluateRequest, sessions: SessionsDep, settings: SettingsDep,
              principal: WriterDep) -> EvaluateOut:
     """Re-attack stored best/last checkpoints as a Ray job (one task per trial and checkpoint); the rows appear

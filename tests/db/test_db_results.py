@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from db.contract import EPOCH_EXTRA_FIELDS, RESULT_FIELDS, EpochReport, FinalRow
 from db.models import EpochMetric, FinalResult
+from db.attempts import record_attempt
 from db.results import Approx, NoMatch, query_results, trial_curves, upsert_epoch, upsert_final
 from db.sweeps import mark_trial
 
@@ -115,7 +116,8 @@ def filled(factory, make_sweep):
                     "natural_risk": 1.0, "lam_t": 1.0, "lr": 0.1, "device_seconds": 3.0, "lam_trajectory": [e]}))
         upsert_final(s, trial_id=ta[0], row=_final("best", "fgsm", {"epoch": 5, "robust_acc": 0.5}))
         mark_trial(s, trial_id=ta[1], status="running", actor="writer")
-        mark_trial(s, trial_id=ta[1], status="completed", actor="writer", device_seconds=77.0, device="cpu", node="host 10.0.0.1")
+        mark_trial(s, trial_id=ta[1], status="completed", actor="writer", device_seconds=77.0)
+        record_attempt(s, trial_id=ta[1], device="cpu", node="host 10.0.0.1")
     return {"a": a, "b": b, "ta": ta, "tb": tb}
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from db.engine import make_engine, session_factory, upgrade
+from db.attempts import record_attempt
 from db.contract import EpochReport, FinalRow
 from db.results import query_results, upsert_epoch, upsert_final
 from db.sweeps import SweepExists, create_sweep, mark_trial
@@ -28,7 +29,8 @@ def test_round_trip_between_two_stores(db_url, tmp_path) -> None:
         upsert_final(s, trial_id=t1, row=FinalRow(checkpoint="best", attack="pgd20", epoch=1, robust_acc=0.31,
                                                   n_total=100, emp_lipschitz_blocks=[1.0, 2.0], device_seconds=4.0))
         mark_trial(s, trial_id=t1, status="running", actor="writer")
-        mark_trial(s, trial_id=t1, status="completed", actor="writer", device_seconds=12.5, device="cpu")
+        mark_trial(s, trial_id=t1, status="completed", actor="writer", device_seconds=12.5)
+        record_attempt(s, trial_id=t1, device="cpu")
         sweep_id = sweep.id
     with src() as s:
         dump = json.loads(json.dumps(export_sweeps(s, sweep_ids=[sweep_id])))  # through JSON, as on disk

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from db.attempts import record_attempt
 from db.contract import RESULT_FIELDS, EpochReport, FinalRow
 from db.engine import make_engine, session_factory, upgrade
 from db.results import upsert_epoch, upsert_final
@@ -49,8 +50,8 @@ def url(tmp_path: Path) -> str:
                 checkpoint="best", attack="pgd20", epoch=2, clean_acc=0.6, robust_acc=n_robust / 100, stability=0.5,
                 n_total=100, n_correct=60, n_stable=50, n_robust=n_robust, emp_lipschitz_blocks=[1.0, 2.5],
                 device_seconds=4.0))
-            mark_trial(s, trial_id=t.id, status="completed", actor="writer", device_seconds=7.0, device="cpu",
-                       node="host 127.0.0.1")
+            mark_trial(s, trial_id=t.id, status="completed", actor="writer", device_seconds=7.0)
+            record_attempt(s, trial_id=t.id, device="cpu", node="host 127.0.0.1")
         upsert_final(s, trial_id=sweep.trials[2].id, row=FinalRow(checkpoint="best", attack="autoattack", epoch=2,
                                                                   robust_acc=0.33, n_total=100, n_robust=33))
     engine.dispose()
