@@ -35,7 +35,8 @@ RAY_BIN = str(Path(sys.executable).with_name("ray"))
 # Ray 2.60 turns `--node-ip-address=127.0.0.1` into the host's reachable IP (ray._private.services.
 # resolve_ip_for_localhost), so these components listen beyond loopback whatever we pass; each needs Ray's token
 # (the README section "Running on a Ray cluster" lists them and recommends a host firewall). ss shows the first 15 characters of a process name.
-RAY_EXPOSED = {"gcs_server", "raylet", "ray::DashboardA", "ray::RuntimeEnv", "ray.util.client.server"}
+RAY_EXPOSED = {"gcs_server", "raylet", "ray::DashboardA", "ray::RuntimeEnv", "ray.util.client.server", "ray worker",
+               "ray metrics"}  # every one in the README's ports table; "ray metrics" is read-only and not token-guarded
 PG_ADMIN_URL = os.environ.get("ROBUSTGRID_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -72,6 +73,10 @@ def listening(pgid: int) -> list[tuple[str, str, int]]:
                 continue
             if "-m" in argv:
                 name = argv[argv.index("-m") + 1]
+            elif any(a.endswith("default_worker.py") for a in argv):
+                name = "ray worker"  # a (prestarted) worker process: its gRPC port
+            elif any(a.endswith(("dashboard/dashboard.py", "_private/monitor.py")) for a in argv):
+                name = "ray metrics"  # the dashboard head's and the autoscaler's Prometheus ports (44227, 44217)
             found.append((name, addr.strip("[]").removeprefix("::ffff:"), int(port)))
             break
     return found
