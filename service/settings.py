@@ -47,8 +47,9 @@ class Settings(BaseSettings):
     # loopback value by the host's reachable IP and binds GCS and raylet to all interfaces (the README section "Running on a Ray cluster")
     ray_node_ip: str = "127.0.0.1"
     # local head: Python modules its worker processes import when they start (Ray's RAY_preload_python_modules,
-    # comma-separated; "" = none), so a sweep's trial actors start with torch and the trainable loaded
-    ray_preload_modules: str = "workers.trainable"
+    # comma-separated; "" = none), so a sweep's trial actors start with torch and the trainable loaded. Off by
+    # default: on a 2-core host it delayed the first trial (B5, docs/benchmarks.md); "workers.trainable" turns it on
+    ray_preload_modules: str = ""
     max_trials: int = Field(2000, ge=1)  # largest sweep (trials) the API accepts; checked before expansion
     max_body_bytes: int = Field(1_048_576, ge=1)  # largest request body (bytes); larger: 413
     max_description_chars: int = Field(10_000, ge=0)  # longest sweep description (characters); longer: 422
