@@ -117,11 +117,12 @@ def noise_marks(values: np.ndarray, ses: np.ndarray, maximize: Sequence[bool], o
     params or macs, NaN where unknown), `on_front` (N,) the Pareto mask. The combined standard error of a
     difference between rows a and b in metric j is sqrt(se_aj^2 + se_bj^2). A front point f is within noise when
 
-    - (advantage over a dominated neighbour) some row d that f dominates is equal to f in every exact metric and
-      behind it in the noisy ones by less than `sigmas` combined standard errors: f beats d only by noise;
+    - (advantage over a dominated neighbour) some row d that f dominates (d no better in any metric: the same or
+      more parameters, the same or lower accuracy) is behind it in every noisy metric by less than `sigmas` combined
+      standard errors: f beats d only by noise, so d, moved within its noise, would join the front;
     - or (noise-dominated) some other row g is at least as good as f in every exact metric and behind it in each
       noisy metric by less than `sigmas` combined standard errors: g, moved within its noise, would dominate f
-      (a bigger model whose accuracy is higher by noise only). The first case is a special case of the second.
+      (a bigger model whose accuracy is higher by noise only).
 
     A row identical to f does not count. None (unknown) when only rows with an unknown (NaN) standard error could
     make f noise.
@@ -145,7 +146,9 @@ def noise_marks(values: np.ndarray, ses: np.ndarray, maximize: Sequence[bool], o
 def _within(gap: np.ndarray, band: np.ndarray, exact: np.ndarray, others: np.ndarray) -> bool | None:
     """One front point's mark (see noise_marks); gap (its advantage) and band are (N, M) against every row."""
     with np.errstate(invalid="ignore"):
-        candidate = others & ~np.all(gap == 0, axis=1) & np.all(~exact | (gap <= 0), axis=1)  # (N,)
+        distinct = others & ~np.all(gap == 0, axis=1)
+        dominated = distinct & np.all(gap >= 0, axis=1)  # (N,): rows f dominates
+        candidate = (distinct & np.all(~exact | (gap <= 0), axis=1)) | dominated  # (N,)
         behind_ok = (gap <= 0) | (gap <= band)  # (N, M): False where the band is NaN and the point is ahead
         noisy_ok = np.all(exact | behind_ok, axis=1)
         noisy_maybe = np.all(exact | behind_ok | np.isnan(band), axis=1)

@@ -77,6 +77,14 @@ def test_advantage_over_a_dominated_neighbour_of_equal_size() -> None:
     assert _marks([[1e6, 0.70], [1e6, 0.50]], [[0, 0.02], [0, 0.02]]) == [False]
 
 
+def test_advantage_over_a_bigger_dominated_neighbour_within_noise() -> None:
+    # the demo's front: 77,850 params at 0.170 (SE 0.017) dominates 92,762 at 0.158 (SE 0.016): the 0.012 lead is
+    # inside 2 combined SE (0.047), so the bigger model could be on the front: marked
+    assert _marks([[77_850, 0.170], [92_762, 0.158]], [[0, 0.017], [0, 0.016]]) == [True]
+    # a 0.2 lead over the bigger model is real
+    assert _marks([[1e6, 0.70], [2e6, 0.50]], [[0, 0.02], [0, 0.02]]) == [False]
+
+
 def test_unknown_standard_errors_give_none() -> None:
     nan = float("nan")
     assert _marks([[1e6, 0.50], [2e6, 0.51]], [[0, nan], [0, nan]]) == [False, None]
