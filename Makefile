@@ -25,10 +25,13 @@ data:
 	  tar xzf $(ARCHIVE) -C $(DATA).tmp && mv $(DATA).tmp $(DATA); \
 	else echo "no $(ARCHIVE): tests on real images are skipped; the demo downloads CIFAR-10"; fi
 
-# Debian's chromium for the page test (tests/service/test_pages.py, marker `browser`; skipped without it).
+# Debian's chromium for the page test (tests/service/test_pages.py, marker `browser`), socat and iproute2 for the
+# two-namespace Ray cluster (tests/cluster, tests/faults, marker `cluster`); each test is skipped, saying why, without.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
-	  || echo "chromium not installed: the browser test is skipped"
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	  command -v socat >/dev/null 2>&1 || missing="$$missing socat"; command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	  [ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } >/dev/null 2>&1 \
+	  || echo "could not install$$missing: the tests that need them are skipped"
 
 demo: install data
 	$(BIN)/robustgrid demo $$( [ -d $(DATA)/test ] && echo --data-root $(DATA) )
