@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,15 @@ def real_data_root() -> Path:
             "or set ROBUSTGRID_TEST_DATA_ROOT"
         )
     return root
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread in the test process (two cores are shared with Ray's workers and other test runs); a
+    module opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

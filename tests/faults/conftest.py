@@ -23,11 +23,5 @@ def ray_local() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread in the test process: two cores are shared with Ray's workers and other test runs."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every fault test runs with one torch thread (tests/conftest.py)."""

@@ -22,12 +22,7 @@ TINY = {"depths": (1, 1, 1), "widths": (0.5, 0.5, 0.5), "dataset": "synthetic", 
         "train_attack": {"steps": 3, "step_size": 2 / 255}, "eval_attack": {"steps": 20, "step_size": None}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class BackwardSpy(TorchDispatchMode):

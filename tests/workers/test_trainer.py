@@ -19,12 +19,7 @@ TINY = dict(depths=(1, 1, 1), widths=(1, 1, 1), dataset="synthetic", n_train=320
             eval_attack={"steps": 3, "step_size": None})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_train_and_evaluate_reports_every_epoch_and_both_checkpoints() -> None:
