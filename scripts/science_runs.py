@@ -115,7 +115,7 @@ def posthoc_report(settings: Settings) -> None:
         sweep = get_sweep_by_name_or_id(s, ref="science-posthoc")
         assert sweep is not None, "run --phase posthoc first"
         n = len(list_trials(s, sweep_id=sweep.id))
-        widened = front_trials(s, sweep_id=sweep.id)
+        widened, _ = front_trials(s, sweep_id=sweep.id)
         rows = {(r["trial"], r["attack"]): r for r in query_results(s, filters={"sweep": sweep.id, "checkpoint": "best"})}
         fronts = {a: {r["trial"] for r in pareto_front(s, metrics=["params", "robust_acc"], maximize=None,
                                                           filters={"sweep": sweep.id, "attack": a})[1]}
