@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from testkit.api_client import api_client
 from testkit.faults import trial_rows, wait_until
-from testkit.netns_cluster import DASHBOARD_PORT, GCS_PORT, NetnsCluster, running_cluster, unavailable
+from testkit.netns_cluster import DASHBOARD_PORT, GCS_PORT, NetnsCluster, cluster_or_skip
 
 from db.engine import make_engine, session_factory
 from db.models import EpochMetric, Sweep, Trial
@@ -31,15 +31,8 @@ SPEC: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[NetnsCluster, str]]:
-    if reason := unavailable():
-        pytest.skip(f"two-namespace cluster: {reason}")
-    try:
-        with running_cluster(PG_URL, subnet=11) as got:
-            yield got
-    except RuntimeError as e:
-        if "unreachable" in str(e):
-            pytest.skip(str(e))
-        raise
+    with cluster_or_skip(PG_URL, subnet=11) as got:
+        yield got
 
 
 def cluster_settings(cluster: NetnsCluster, db_url: str) -> Settings:

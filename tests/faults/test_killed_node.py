@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from testkit.faults import trial_rows, wait_until
-from testkit.netns_cluster import DASHBOARD_PORT, GCS_PORT, NetnsCluster, running_cluster, unavailable
+from testkit.netns_cluster import DASHBOARD_PORT, GCS_PORT, NetnsCluster, cluster_or_skip
 
 from db.engine import make_engine, session_factory, upgrade
 from db.models import Sweep
@@ -34,15 +34,8 @@ SPEC: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[NetnsCluster, str]]:
-    if reason := unavailable():
-        pytest.skip(f"two-namespace cluster: {reason}")
-    try:
-        with running_cluster(PG_URL, subnet=12) as got:
-            yield got
-    except RuntimeError as e:
-        if "unreachable" in str(e):
-            pytest.skip(str(e))
-        raise
+    with cluster_or_skip(PG_URL, subnet=12) as got:
+        yield got
 
 
 def tune_epochs(storage: Path, trial_id: int) -> list[int]:

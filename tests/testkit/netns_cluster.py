@@ -217,3 +217,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def cluster_or_skip(pg_url: str, *, subnet: int) -> Iterator[tuple[NetnsCluster, str]]:
+    """`running_cluster`, or a pytest skip saying why this machine cannot build one (not root, no `ip netns`, no
+    socat) or why PostgreSQL cannot be reached from the namespaces."""
+    import pytest
+
+    if reason := unavailable():
+        pytest.skip(f"two-namespace cluster: {reason}")
+    try:
+        with running_cluster(pg_url, subnet=subnet) as got:
+            yield got
+    except RuntimeError as e:
+        if "unreachable" in str(e):
+            pytest.skip(str(e))
+        raise
