@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from testkit.api_server import free_port, running_api
+from testkit.faults import wait_until
 from typer.testing import CliRunner
 
 from db.engine import make_engine, session_factory
@@ -56,15 +57,6 @@ def api() -> Iterator[tuple[str, Settings, launcher.RayCluster]]:
     finally:
         launcher.stop_local_head(settings)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if got := check():
-            return got
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def sweep_of(client: httpx.Client, base: str, sweep_id: int) -> dict:
