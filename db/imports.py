@@ -283,7 +283,10 @@ def import_rows(session: Session, *, name: str, rows: Sequence[dict[str, Any]], 
     for trial, members in zip(trials, groups.values(), strict=True):
         for r in members:
             data = r.report.model_dump(exclude_none=True)
-            (finals if isinstance(r.report, FinalRow) else epochs).append({"trial_id": trial.id, **data})
+            if isinstance(r.report, FinalRow):
+                finals.append({"trial_id": trial.id, **FinalResult.copied_from(trial), **data})
+            else:
+                epochs.append({"trial_id": trial.id, **data})
     for table, batch in ((FinalResult, finals), (EpochMetric, epochs)):
         for cols in {tuple(sorted(d)) for d in batch}:  # one executemany per column set
             session.execute(insert(table), [d for d in batch if tuple(sorted(d)) == cols])

@@ -4,11 +4,11 @@ crash) and flat reads in the result vocabulary (`db.contract.ResultRow`)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, not_, or_, select, true, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from db.contract import (
     check_attack_key,
 )
 from db.models import Base, EpochMetric, FinalResult, Sweep, Trial
+from db.stats import NOISE_SIGMAS
 
 FLOAT_TOLERANCE = 1e-9  # relative: a float filter given as a number (not as written text) matches within it
 
@@ -50,12 +51,15 @@ class NoMatch(ValueError):
 # --------------------------------------------------------------------------------------------------- writes
 
 
-def _upsert(session: Session, table: type[Base], key: dict[str, Any], values: dict[str, Any]) -> None:
+def _upsert(session: Session, table: type[Base], key: dict[str, Any], values: dict[str, Any],
+            on_insert: dict[str, Any] | None = None) -> None:
+    """Insert key + values (+ on_insert: columns a new row takes and an update leaves alone), or update values."""
     dialect = session.get_bind().dialect.name
+    row = {**key, **values, **(on_insert or {})}
     if dialect == "sqlite":
-        stmt: Any = sqlite.insert(table).values({**key, **values})
+        stmt: Any = sqlite.insert(table).values(row)
     elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values({**key, **values})
+        stmt = postgresql.insert(table).values(row)
     else:
         raise NotImplementedError(f"upsert is implemented for sqlite and postgresql, not {dialect!r}")
     if values:
@@ -79,9 +83,14 @@ def upsert_epoch(session: Session, *, trial_id: int, report: EpochReport) -> Non
 
 
 def upsert_final(session: Session, *, trial_id: int, row: FinalRow) -> None:
-    """Insert or update the (trial_id, checkpoint, attack) row, like `upsert_epoch`."""
+    """Insert or update the (trial_id, checkpoint, attack) row, like `upsert_epoch`. A new row takes the trial's
+    sweep, params and macs (FinalResult.COPIED_FROM_TRIAL); an unknown trial raises LookupError."""
     key = {"trial_id": int(trial_id), "checkpoint": row.checkpoint, "attack": row.attack}
-    _upsert(session, FinalResult, key, _set_metrics(row))
+    trial = session.execute(select(*[getattr(Trial, c) for c in FinalResult.COPIED_FROM_TRIAL])
+                            .where(Trial.id == int(trial_id))).one_or_none()
+    if trial is None:
+        raise LookupError(f"trial: no trial with id {trial_id}")
+    _upsert(session, FinalResult, key, _set_metrics(row), FinalResult.copied_from(trial))
 
 
 # ---------------------------------------------------------------------------------------------------- reads
@@ -95,7 +104,9 @@ _FROM_TRIAL: dict[str, Any] = {
 
 # field -> SQL expression per kind: the trial's fields, then the report's own; a field missing is None for that kind.
 _COLUMNS: dict[str, dict[str, Any]] = {
-    "final": {**_FROM_TRIAL, **{f: getattr(FinalResult, f) for f in FinalRow.model_fields}},
+    # a final row carries its trial's id, params and macs (and sweep id): reading only those joins no trial
+    "final": {**_FROM_TRIAL, "trial": FinalResult.trial_id, "params": FinalResult.params, "macs": FinalResult.macs,
+              **{f: getattr(FinalResult, f) for f in FinalRow.model_fields}},
     "epoch": {**_FROM_TRIAL, **{f: getattr(EpochMetric, f) for f in EpochReport.model_fields
                                 if f not in EPOCH_EXTRA_FIELDS}},
 }
@@ -140,7 +151,12 @@ def _condition(field: str, expr: Any, value: Any) -> ColumnElement[bool]:
     values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
     if field == "sweep":
         return or_(*[_sweep_match(v) for v in values]) if values else false()
-    return or_(*[_equals(field, expr, _typed(field, v)) for v in values]) if values else false()
+    if not values:
+        return false()
+    typed = [_typed(field, v) for v in values]
+    if expr is not None and len(typed) > 1 and field not in FLOAT_FIELDS and None not in typed:
+        return expr.in_(typed)  # type: ignore[no-any-return]  # one IN: an index lookup per value
+    return or_(*[_equals(field, expr, v) for v in typed])
 
 
 def _base(kind: str) -> tuple[dict[str, Any], Any]:
@@ -173,9 +189,21 @@ def _range(field: str, op: str, expr: Any, value: Any) -> ColumnElement[bool]:
     return getattr(expr, RANGE_OPS[op])(bound)  # type: ignore[no-any-return]
 
 
-def _where(stmt: Select[Any], kind: str, filters: Mapping[str, Any]) -> Select[Any]:
+def _where(stmt: Select[Any], kind: str, filters: Mapping[str, Any], fields: Collection[str]) -> Select[Any]:
+    """`stmt` (a select of the result `fields`) over the kind's table, filtered. A final-row query whose fields and
+    filters name no trial column joins no trial (its sweep through final_results.sweep_id): the Pareto front's
+    index-only path."""
     cols, table = _base(kind)
-    stmt = stmt.select_from(table).join(Trial, table.trial_id == Trial.id).join(Sweep, Trial.sweep_id == Sweep.id)
+    named = {split_range(k)[0] for k in filters} | set(fields)
+    models = {getattr(cols.get(f), "class_", None) for f in named} | ({Sweep} if "sweep_ids" in filters else set())
+    stmt = _filtered(stmt, cols, filters)
+    if kind == "epoch" or Trial in models:
+        return stmt.select_from(table).join(Trial, table.trial_id == Trial.id).join(Sweep, Trial.sweep_id == Sweep.id)
+    stmt = stmt.select_from(table)
+    return stmt.join(Sweep, table.sweep_id == Sweep.id) if Sweep in models else stmt
+
+
+def _filtered(stmt: Select[Any], cols: dict[str, Any], filters: Mapping[str, Any]) -> Select[Any]:
     for key, value in filters.items():
         field, op = split_range(key)
         if op is not None:
@@ -196,7 +224,7 @@ def _select(kind: str, filters: Mapping[str, Any], first: tuple[Any, ...] = ()) 
     """The rows' statement, ordered by `first` (sort keys) and then the default order."""
     cols, table = _base(kind)
     names = [f for f in RESULT_FIELDS if f in cols]
-    stmt = _where(select(*[cols[f].label(f) for f in names]), kind, filters)
+    stmt = _where(select(*[cols[f].label(f) for f in names]), kind, filters, names)
     order = [Sweep.id, Trial.idx, table.epoch] if kind == "epoch" else [Sweep.id, Trial.idx, table.checkpoint,
                                                                          table.attack]  # fmt: skip
     return stmt.order_by(*first, *order), names
@@ -236,7 +264,7 @@ def query_columns(session: Session, *, fields: list[str], filters: Mapping[str, 
     unknown = [f for f in fields if f not in cols]
     if unknown:
         raise ValueError(f"fields: {unknown} are not {kind} result fields")
-    stmt = _where(select(*[cols[f] for f in fields]), kind, filters)
+    stmt = _where(select(*[cols[f] for f in fields]), kind, filters, fields)
     rows = session.execute(stmt).all()
     if not rows and explain_empty:
         _explain(session, kind, filters)
@@ -244,37 +272,67 @@ def query_columns(session: Session, *, fields: list[str], filters: Mapping[str, 
     return {f: list(c) for f, c in zip(fields, columns, strict=True)}
 
 
-def staircase_candidates(session: Session, *, x: str, y: str, x_max: bool, y_max: bool, fields: list[str],
-                         filters: Mapping[str, Any] | None = None, explain_empty: bool = False,
-                         ) -> tuple[dict[str, list[Any]], int]:
-    """The final rows a 2-D Pareto front of (x exact, y a binomial fraction) and its noise check need, selected in
-    SQL, and the number of rows with both metrics. A row is kept when its y is within the largest possible
-    two-standard-error band (2 sqrt(1/4n_a + 1/4n_b) <= sqrt(2 / min n_total)) of the best y among the rows
-    before it in x, or when its counts are unknown: every front point and every row that could make one noise.
-    The database sorts and windows; Python sees a few hundred rows, not 100,000."""
+def front_candidates(session: Session, *, x: str, y: str, x_max: bool, y_max: bool, fields: list[str],
+                     filters: Mapping[str, Any] | None = None, sigmas: float = NOISE_SIGMAS,
+                     explain_empty: bool = False) -> tuple[dict[str, list[Any]], int]:
+    """The final rows a 2-D Pareto front of (x exact, y a binomial fraction in [0, 1]) and its noise check
+    (db.stats.noise_marks) need, selected in SQL, and the number of rows with both metrics. Exact: the front and the
+    marks computed over these rows equal those computed over every row. `fields` must name trial, checkpoint,
+    attack, n_total, x and y. Fast where y is one of db.models.FRONT_Y and x is params or macs (then every part
+    reads one range of y's covering index).
+
+    1. One grouped scan: per distinct y, the best x and the counts. A front point is the best x of its y, better than
+       the best x of every better y: the front levels (y_f, x_f).
+    2. One compound SELECT with, per level: its front rows; the nearest distinct row at or behind it (the evidence
+       when a front row's own standard error is unknown); and, among the rows within the widest two-standard-error
+       band behind it (sigmas * sqrt(1/4n + 1/4n), n the smallest count), the one that minimises
+       (y_f - y_d)^2 - sigmas^2 se_d^2: f is within noise iff that row is within sigmas * sqrt(se_f^2 + se_d^2).
+       Then every row whose standard error is unknown (n_total missing or 0). Each part is an index range that
+       stops at its first row or spans one band.
+    Python sees a few dozen rows, not 100,000."""
     filters = dict(filters or {})
     cols, _ = _base("final")
-    xe, ye = cols[x], cols[y]
-    order = xe.desc() if x_max else xe.asc()
-    good = ye if y_max else -ye
-    both = (xe.is_not(None), ye.is_not(None))
-    n_rows, min_n = session.execute(_where(select(func.count(), func.min(cols["n_total"])), "final", filters)
-                                    .where(*both)).one()
-    if not n_rows:
+    xe, ye, ne = cols[x], cols[y], cols["n_total"]
+    counted = ne >= 1
+    best_x = func.max(xe) if x_max else func.min(xe)
+    grouped = _where(select(ye, best_x, func.count(), func.min(case((counted, ne))), func.count(case((counted, 1)))),
+                     "final", filters, [x, y, "n_total"]).where(xe.is_not(None), ye.is_not(None)).group_by(ye)
+    groups = session.execute(grouped).all()
+    if not groups:
         if explain_empty:
             _explain(session, "final", filters)
         return {f: [] for f in fields}, 0
-    inner = _where(select(*[cols[f].label(f) for f in fields],
-                          func.max(good).over(order_by=order, rows=(None, -1)).label("_prev")), "final", filters)
-    inner = inner.where(*both).subquery()
-    prev, good_y = inner.c._prev, (inner.c[y] if y_max else -inner.c[y])
-    keep = [prev.is_(None), good_y >= prev, inner.c.n_total.is_(None)]
-    if min_n is not None:  # else no row has counts: every row's band is unknown, keep all
-        keep.append((prev - good_y) * (prev - good_y) * int(min_n) <= 2.0)
-    rows = session.execute(select(*[inner.c[f] for f in fields]).where(or_(*keep) if min_n is not None
-                                                                          else true())).all()
-    columns = list(zip(*rows, strict=True))
+    n_rows, n_counted = sum(g[2] for g in groups), sum(g[4] for g in groups)
+    n_min = min((g[3] for g in groups if g[3] is not None), default=None)
+    levels: list[tuple[Any, Any]] = []  # (y, x) of the front, best y first
+    for yv, xv, *_ in sorted(groups, key=lambda g: g[0], reverse=y_max):
+        if not levels or (xv > levels[-1][1] if x_max else xv < levels[-1][1]):
+            levels.append((yv, xv))
+    widest = sigmas * math.sqrt(1 / (2 * n_min)) * (1 + 1e-9) if n_min else 0.0  # se^2 <= 1/(4n) for y in [0, 1]
+    out = [cols[f].label(f) for f in fields]
+    parts = []  # no part repeats `y IS NOT NULL`: SQLite would take it as the index range's bound instead of the band's
+    for yv, xv in levels:
+        behind, distinct = (ye <= yv) if y_max else (ye >= yv), not_(and_(ye == yv, xe == xv))
+        gap = (yv - ye) if y_max else (ye - yv)
+        parts += [select(*out).where(ye == yv, xe == xv),
+                  select(*out).where(behind, distinct).order_by(ye.desc() if y_max else ye.asc()).limit(1)]
+        if n_min is not None:
+            band = ye.between(yv - widest, yv) if y_max else ye.between(yv, yv + widest)
+            parts.append(select(*out).where(band, distinct, counted)
+                         .order_by(gap * gap - sigmas**2 * ye * (1 - ye) / ne).limit(1))
+    if n_counted < n_rows:
+        parts.append(select(*out).where(ye.is_not(None), or_(ne.is_(None), not_(counted))))
+    keys = [fields.index(f) for f in ("trial", "checkpoint", "attack")]
+    found: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for i in range(0, len(parts), _MAX_COMPOUND):  # SQLite allows 500 terms in one compound SELECT
+        chunk = [select(*_where(p, "final", filters, [*fields, x, y]).where(xe.is_not(None)).subquery().c)
+                 for p in parts[i:i + _MAX_COMPOUND]]
+        found.update({tuple(r[k] for k in keys): tuple(r) for r in session.execute(union_all(*chunk))})
+    columns = list(zip(*found.values(), strict=True)) if found else [() for _ in fields]
     return {f: list(c) for f, c in zip(fields, columns, strict=True)}, int(n_rows)
+
+
+_MAX_COMPOUND = 300
 
 
 MAX_PAGE = 10_000  # rows per page at most (the API's `limit` cap)
@@ -338,7 +396,8 @@ def _explain(session: Session, kind: str, filters: dict[str, Any]) -> None:
             continue
         rest = {k: v for k, v in filters.items() if k != field}
         expr = _COLUMNS[kind][field]
-        present = sorted(v for v in session.scalars(_where(select(expr).distinct(), kind, rest)) if v is not None)
+        found = session.scalars(_where(select(expr).distinct(), kind, rest, [field]))
+        present = sorted(v for v in found if v is not None)
         if not present:
             continue  # nothing matches the other filters either: an empty answer is the honest one
         shown = ", ".join(fmt_value(field, v) for v in present)

@@ -109,7 +109,7 @@ def sort_rows(rows: list[dict[str, Any]], sort: Sequence[tuple[str, bool]]) -> l
 
 
 def noise_marks(values: np.ndarray, ses: np.ndarray, maximize: Sequence[bool], on_front: np.ndarray,
-                sigmas: float = NOISE_SIGMAS) -> list[bool | None]:
+                sigmas: float = NOISE_SIGMAS, exact: Sequence[bool] | None = None) -> list[bool | None]:
     """For each front point (in row order of `values[on_front]`): whether its place on the front rests on
     differences within `sigmas` combined standard errors.
 
@@ -125,7 +125,9 @@ def noise_marks(values: np.ndarray, ses: np.ndarray, maximize: Sequence[bool], o
       (a bigger model whose accuracy is higher by noise only).
 
     A row identical to f does not count. None (unknown) when only rows with an unknown (NaN) standard error could
-    make f noise.
+    make f noise. `exact` (M,) names the exact metrics; by default those whose standard error is 0 in every row
+    (callers that know the metrics' kinds pass it: an accuracy of exactly 0 or 1 has a standard error of 0 but is
+    still a measurement).
     """
     v = np.asarray(values, dtype=float)
     se = np.asarray(ses, dtype=float)
@@ -133,13 +135,15 @@ def noise_marks(values: np.ndarray, ses: np.ndarray, maximize: Sequence[bool], o
         raise ValueError(f"values {v.shape} and ses {se.shape} must be the same (N, M) shape")
     sign = np.where(np.asarray(maximize, dtype=bool), 1.0, -1.0)  # everything maximised below
     good = v * sign  # (N, M)
-    exact = np.all(se == 0, axis=0)  # (M,) metrics exact in every row
+    exact_m = np.all(se == 0, axis=0) if exact is None else np.asarray(exact, dtype=bool)  # (M,)
+    if exact_m.shape != (v.shape[1],):
+        raise ValueError(f"exact {exact_m.shape} must name each of the {v.shape[1]} metrics")
     marks: list[bool | None] = []
     for f in np.flatnonzero(on_front):
         gap = good[f] - good  # (N, M): f's advantage over every row
         band = sigmas * np.sqrt(se[f] ** 2 + se**2)  # (N, M), NaN where unknown
         others = np.arange(len(v)) != f
-        marks.append(_within(gap, band, exact, others))
+        marks.append(_within(gap, band, exact_m, others))
     return marks
 
 

@@ -24,13 +24,14 @@ V1_RENAMES: dict[str, dict[str, str]] = {
     "epoch_metrics": {"clean_loss_test": "clean_loss_val", "adv_loss_test": "adv_loss_val", "seconds": "device_seconds"},
     "final_results": {"gpu_seconds": "device_seconds"},
 }
-_SKIP = {"id", "sweep_id", "trial_id"}
+_SKIP = {"id", "sweep_id", "trial_id"}  # ids are new in the target store
 
 
 def _columns(obj: Any) -> dict[str, Any]:
+    skip = _SKIP | set(FinalResult.COPIED_FROM_TRIAL) if isinstance(obj, FinalResult) else _SKIP  # the trial's
     out = {}
     for attr in inspect(obj).mapper.column_attrs:
-        if attr.key in _SKIP:
+        if attr.key in skip:
             continue
         value = getattr(obj, attr.key)
         out[attr.key] = value.isoformat() if isinstance(value, datetime) else value

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from db.contract import DEFAULT_ATTACK, MAXIMIZED, NUMERIC_FIELDS
 from db.pareto import pareto_mask
-from db.results import query_columns, query_results, staircase_candidates
+from db.models import FRONT_Y
+from db.results import front_candidates, query_columns, query_results
 from db.stats import NOISE_SIGMAS, SE_METRICS, noise_marks, with_standard_errors
 from search_spaces.spec import SpecError
 
@@ -65,14 +66,15 @@ def _ses(metrics: list[str], cols: dict[str, np.ndarray]) -> np.ndarray:
 def pareto_report(session: Session, *, metrics: list[str], maximize: list[bool] | None,
                   filters: dict[str, Any]) -> ParetoReport:
     """Non-dominated final-result rows in `metrics` (two or more). Defaults: the best checkpoint and the studies'
-    attack (pgd20); `filters` may name another checkpoint or attack key (attack=autoattack). Reads only the
-    metric columns of every row (numpy front), then the whole rows of the front."""
+    attack (pgd20); `filters` may name another checkpoint or attack key (attack=autoattack). For (an exact metric,
+    an accuracy) the database selects the few rows the front and its noise check need (db.results.front_candidates);
+    otherwise the metric columns of every row are read. Then the whole rows of the front, by key."""
     maximize = _check(metrics, maximize)
     filters = {"checkpoint": "best", "attack": DEFAULT_ATTACK, **filters}
     fields = list(dict.fromkeys(["trial", "checkpoint", "attack", "n_total", *metrics]))
-    if len(metrics) == 2 and metrics[0] in EXACT_METRICS and metrics[1] in SE_METRICS:  # (params, robust_acc)
-        raw, n_rows = staircase_candidates(session, x=metrics[0], y=metrics[1], x_max=maximize[0],
-                                           y_max=maximize[1], fields=fields, filters=filters, explain_empty=True)
+    if len(metrics) == 2 and metrics[0] in ("params", "macs") and metrics[1] in FRONT_Y:  # an index's order
+        raw, n_rows = front_candidates(session, x=metrics[0], y=metrics[1], x_max=maximize[0], y_max=maximize[1],
+                                       fields=fields, filters=filters, explain_empty=True)
     else:
         raw = query_columns(session, fields=fields, filters=filters, kind="final", explain_empty=True)
         n_rows = None
@@ -82,10 +84,13 @@ def pareto_report(session: Session, *, metrics: list[str], maximize: list[bool] 
     usable = ~np.isnan(values).any(axis=1)
     values, ses = values[usable], _ses(metrics, {f: c[usable] for f, c in cols.items()})
     mask = pareto_mask(values, maximize)
-    marks = noise_marks(values, ses, maximize, mask) if len(values) else []
+    exact = [m in EXACT_METRICS for m in metrics]
+    marks = noise_marks(values, ses, maximize, mask, exact=exact) if len(values) else []
     keys = [(raw["trial"][i], raw["checkpoint"][i], raw["attack"][i]) for i in np.flatnonzero(usable)[mask]]
     mark_of = dict(zip(keys, marks, strict=True))
-    full = query_results(session, filters={**filters, "trial": sorted({k[0] for k in keys})}, kind="final")
+    # the keys already met every filter: look the rows up by key alone (an index lookup per trial)
+    by_key = {f: sorted({k[i] for k in keys}) for i, f in enumerate(("trial", "checkpoint", "attack"))}
+    full = query_results(session, filters=by_key, kind="final") if keys else []
     front = [r | {"within_noise": mark_of[(r["trial"], r["checkpoint"], r["attack"])]}
              for r in with_standard_errors(full) if (r["trial"], r["checkpoint"], r["attack"]) in mark_of]
     return ParetoReport(maximize, front, *_verdict(marks), n_rows=int(usable.sum()) if n_rows is None else n_rows)

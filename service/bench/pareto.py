@@ -40,11 +40,12 @@ def build(url: str, n: int, seed: int = 0) -> None:
                            "dataset": "cifar10", "n_train": None, "seed": 0, "status": "completed",
                            "code_version": "bench"})
         s.execute(insert(Trial), trials)
-        ids = s.scalars(select(Trial.id).where(Trial.sweep_id == sweep.id).order_by(Trial.idx)).all()
+        stored = s.execute(select(Trial.id, Trial.sweep_id, Trial.params, Trial.macs)
+                           .where(Trial.sweep_id == sweep.id).order_by(Trial.idx)).all()
         finals = []
-        for tid in ids:
+        for trial in stored:
             n_robust, n_correct = rng.randint(1000, 6000), rng.randint(6000, 9000)
-            finals.append({"trial_id": tid, "checkpoint": "best", "attack": "pgd20", "epoch": 10,
+            finals.append({"trial_id": trial.id, **FinalResult.copied_from(trial), "checkpoint": "best", "attack": "pgd20", "epoch": 10,
                            "clean_acc": n_correct / 10_000, "robust_acc": n_robust / 10_000, "stability": 0.6,
                            "n_total": 10_000, "n_correct": n_correct, "n_stable": 6000, "n_robust": n_robust})
         s.execute(insert(FinalResult), finals)

@@ -14,7 +14,7 @@ from db.engine import default_sqlite_url, downgrade, make_engine, upgrade
 from db.models import Base
 
 TABLES = {"sweeps", "trials", "epoch_metrics", "final_results", "api_tokens"}
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -116,6 +116,23 @@ def test_0002_moves_rows_up_and_down(engine) -> None:
     upgrade(engine)  # and up again
     with engine.connect() as conn:
         assert conn.execute(text("SELECT macs FROM trials")).scalar_one() == 12501633
+
+
+def test_0006_copies_the_trials_sweep_params_and_macs_onto_final_rows(engine) -> None:
+    """0006 fills final_results.sweep_id/params/macs from each row's trial (the Pareto front's covering index reads
+    them); the downgrade drops them and keeps the rows."""
+    upgrade(engine, "0001")
+    _insert_0001_rows(engine)
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert tuple(conn.execute(text("SELECT sweep_id, params, macs FROM final_results")).one()) == (
+            1, 77850, 12501632)
+    assert {f"ix_final_results_front_{y}" for y in ("robust_acc", "clean_acc", "stability")} <= {
+        ix["name"] for ix in inspect(engine).get_indexes("final_results")}
+    downgrade(engine, "0005")
+    assert not {"sweep_id", "params", "macs"} & {c["name"] for c in inspect(engine).get_columns("final_results")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT n_robust FROM final_results")).scalar_one() == 25
 
 
 def test_upgrade_from_another_cwd(tmp_path, monkeypatch) -> None:
