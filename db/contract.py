@@ -88,16 +88,19 @@ class _Report(BaseModel):
 
 class EpochReport(_Report):
     """One epoch of one trial. Accuracies, stability and `_val` losses are measured on the validation split
-    (PGD eval attack); training losses and the objective's terms are batch-weighted epoch means."""
+    (PGD eval attack), or on the test set under select_on 'test' (the studies' protocol; then the losses are the
+    `_test` ones); training losses and the objective's terms are batch-weighted epoch means."""
 
     epoch: int = Field(ge=1)  # completed epochs (1-based)
-    clean_acc: float | None = None  # validation
-    robust_acc: float | None = None  # validation, the evaluation attack
-    stability: float | None = None  # validation: argmax f(x') == argmax f(x)
+    clean_acc: float | None = None  # validation (test under select_on 'test')
+    robust_acc: float | None = None  # the same split, the evaluation attack
+    stability: float | None = None  # the same split: argmax f(x') == argmax f(x)
     clean_loss_train: float | None = None  # CE on clean training batches (nats)
     adv_loss_train: float | None = None  # CE on the training attack's examples (nats)
     clean_loss_val: float | None = None
     adv_loss_val: float | None = None
+    clean_loss_test: float | None = None  # on the test set: only under select_on 'test' (then no _val losses)
+    adv_loss_test: float | None = None
     natural_risk: float | None = None  # the objective's natural-risk term
     robust_reg: float | None = None  # the objective's robust-regularisation term
     local_lipschitz: float | None = None  # mean over iterations of max_k ||grad_x CE(x_k)||_1
@@ -108,7 +111,8 @@ class EpochReport(_Report):
 
     _floats = field_validator(
         "clean_acc", "robust_acc", "stability", "clean_loss_train", "adv_loss_train", "clean_loss_val",
-        "adv_loss_val", "natural_risk", "robust_reg", "local_lipschitz", "lam_t", "lr", "device_seconds",
+        "adv_loss_val", "clean_loss_test", "adv_loss_test", "natural_risk", "robust_reg", "local_lipschitz", "lam_t",
+        "lr", "device_seconds",
         mode="before",
     )(_finite_or_none)
 

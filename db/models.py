@@ -154,6 +154,8 @@ class EpochMetric(Base):
     adv_loss_train: Mapped[float | None] = mapped_column(Float)
     clean_loss_val: Mapped[float | None] = mapped_column(Float)
     adv_loss_val: Mapped[float | None] = mapped_column(Float)
+    clean_loss_test: Mapped[float | None] = mapped_column(Float)  # select_on 'test': per-epoch on the test set
+    adv_loss_test: Mapped[float | None] = mapped_column(Float)
     natural_risk: Mapped[float | None] = mapped_column(Float)  # objective's natural-risk term, epoch mean
     robust_reg: Mapped[float | None] = mapped_column(Float)  # objective's robust-regularisation term, epoch mean
     local_lipschitz: Mapped[float | None] = mapped_column(Float)  # mean over iterations of max_k ||grad_x L||_1

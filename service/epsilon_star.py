@@ -6,10 +6,15 @@ Definitions (losses in nats, eps in [0, 1] pixel units):
 - group: the from-scratch trials (no `init_from`) sharing (arch, method, lam, norm, dataset, n_train, seed).
 - clean run of a group: its eps = 0 member; else an eps = 0 trial of the sweep with the same (arch, dataset,
   n_train, seed), any method (a grid whose eps 0 is method `clean`); the lowest trial index wins.
-- R0: the clean run's clean test loss, `clean_loss_test` of its final row at checkpoint `best` (test set).
-- a run's point: its `adv_loss_train` (epoch mean of the adversarial training loss) at its selected epoch, the
-  epoch with the smallest validation `adv_loss_val` (the earliest on ties); the clean run gives the eps = 0 point.
-  Only completed trials give points; the others are listed in `missing`.
+- selected epoch of a run (one rule for the points and R0): the epoch with the smallest held-out adversarial loss,
+  the earliest on ties. Held out means the split the per-epoch evaluation ran on: the validation split
+  (`adv_loss_val`), or the test set under select_on 'test' (`adv_loss_test`, the studies' protocol); `split` says
+  which.
+- a run's point: its `adv_loss_train` (epoch mean of the adversarial training loss) at its selected epoch; the
+  clean run gives the eps = 0 point. Only completed trials give points; the others are listed in `missing`.
+- R0: the clean run's clean held-out loss (`clean_loss_val`, or `clean_loss_test` under select_on 'test') at its
+  selected epoch (`r0_epoch`, `r0_split`): the same epoch rule and split as the points. (It used to be the best
+  checkpoint's test loss, whose epoch the robust-accuracy rule picks: another epoch than the clean point's.)
 - fast approximation: trials with `init_from = "trial:<clean run id>"` (in this sweep, or in any sweep whose spec
   sets that `training.init_from`), grouped by (method, norm, epochs), each a least-squares line through its
   points (same selection rule) extrapolated to R0 (db.epsilon_star.epsilon_star_fast). `eps_star_fast` is the
@@ -107,7 +112,7 @@ def _groups(session: Session, sweep_name: str, trials: list[Trial]) -> list[dict
             continue  # a lone clean run (method `clean`) that serves as another group's eps = 0 point
         clean = refs[key]
         runs = sorted({t.id: t for t in [*members, *([clean] if clean else [])]}.values(), key=lambda t: t.eps)
-        out.append(_estimate(session, sweep_name, key, clean, runs, curves))
+        out.append(_estimate(sweep_name, key, clean, runs, curves))
     return out
 
 
@@ -130,34 +135,56 @@ def _curves(session: Session, trials: list[Trial]) -> dict[int, list[dict[str, A
     return out
 
 
+SPLITS = ("val", "test")  # where a run's per-epoch held-out losses are: validation, else test (select_on 'test')
+
+
+def selected_epoch(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """(the epoch row, its split) with the smallest held-out adversarial loss among rows that also have
+    adv_loss_train, the earliest on ties; None when no epoch has both. The one rule of the points and of R0."""
+    for split in SPLITS:
+        usable = [r for r in rows if r[f"adv_loss_{split}"] is not None and r["adv_loss_train"] is not None]
+        if usable:
+            return min(usable, key=lambda r: (r[f"adv_loss_{split}"], r["epoch"])), split
+    return None
+
+
 def _point(t: Trial, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    usable = [r for r in rows if r["adv_loss_val"] is not None and r["adv_loss_train"] is not None]
-    if t.status != "completed" or not usable:
+    sel = selected_epoch(rows)
+    if t.status != "completed" or sel is None:
         return None
-    sel = min(usable, key=lambda r: (r["adv_loss_val"], r["epoch"]))
+    row, split = sel
     co = catastrophic_overfitting([r["robust_acc"] for r in rows]) if t.method == "fgsm" else None
-    return {"trial": t.id, "eps": t.eps, "epoch": sel["epoch"], "adv_loss_train": sel["adv_loss_train"],
-            "adv_loss_val": sel["adv_loss_val"], "catastrophic_overfitting": co}  # fmt: skip
+    return {"trial": t.id, "eps": t.eps, "epoch": row["epoch"], "adv_loss_train": row["adv_loss_train"],
+            "split": split, "adv_loss_val": row["adv_loss_val"], "adv_loss_test": row["adv_loss_test"],
+            "catastrophic_overfitting": co}  # fmt: skip
 
 
-def _r0(session: Session, clean: Trial) -> float | None:
-    rows = query_results(session, filters={"trial": clean.id, "checkpoint": "best"}, kind="final")
-    losses = [r["clean_loss_test"] for r in rows if r["clean_loss_test"] is not None]
-    return losses[0] if losses else None
+def _r0(clean: Trial, rows: list[dict[str, Any]]) -> tuple[float | None, int | None, str | None]:
+    """(R0, its epoch, its split): the clean run's clean held-out loss at its selected epoch."""
+    sel = selected_epoch(rows) if clean.status == "completed" else None
+    if sel is None:
+        return None, None, None
+    row, split = sel
+    return row[f"clean_loss_{split}"], row["epoch"], split
 
 
-def _estimate(session: Session, sweep_name: str, key: tuple[Any, ...], clean: Trial | None, runs: list[Trial],
+def _estimate(sweep_name: str, key: tuple[Any, ...], clean: Trial | None, runs: list[Trial],
               curves: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
     points = {t.id: _point(t, curves.get(t.id, [])) for t in runs}
+    r0, r0_epoch, r0_split = _r0(clean, curves.get(clean.id, [])) if clean else (None, None, None)
     g: dict[str, Any] = {"sweep": sweep_name, **dict(zip(GROUP_KEYS, key, strict=True)),
-                         "clean_trial": clean.id if clean else None, "r0": _r0(session, clean) if clean else None,
+                         "clean_trial": clean.id if clean else None, "r0": r0, "r0_epoch": r0_epoch,
+                         "r0_split": r0_split,
                          "points": [p for p in points.values() if p is not None],
                          "missing": [tid for tid, p in points.items() if p is None],
                          "eps_star": None, "bracketed": False, "lower": None, "upper": None, "reason": None}  # fmt: skip
     if clean is None:
         g["reason"] = "no eps = 0 (clean) run for this group"
-    elif g["r0"] is None or points[clean.id] is None:
+    elif points[clean.id] is None:
         g["reason"] = f"the clean run (trial {clean.id}) has no results yet"
+    elif g["r0"] is None:
+        g["reason"] = (f"the clean run (trial {clean.id}) has no clean_loss_{r0_split} at its selected epoch "
+                       f"{r0_epoch}: no R0")
     elif all(p["eps"] == 0.0 for p in g["points"]):
         g["reason"] = "no eps > 0 run from scratch in this group"
     else:

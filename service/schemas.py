@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -218,13 +218,16 @@ class ImportOut(BaseModel):
 
 
 class EpsilonStarPoint(BaseModel):
-    """One run at its selected epoch (smallest validation adv_loss_val). eps in [0, 1] pixel units, losses in nats."""
+    """One run at its selected epoch: the smallest held-out adversarial loss (validation adv_loss_val, or
+    adv_loss_test under select_on 'test'), the earliest on ties. eps in [0, 1] pixel units, losses in nats."""
 
     trial: int
     eps: float
     epoch: int
     adv_loss_train: float
-    adv_loss_val: float
+    split: Literal["val", "test"]  # where the selecting loss was measured
+    adv_loss_val: float | None
+    adv_loss_test: float | None  # per-epoch on the test set: select_on 'test' only
     catastrophic_overfitting: bool | None  # fgsm-trained runs only; None for other methods
 
 
@@ -258,7 +261,9 @@ class EpsilonStarGroup(BaseModel):
     n_train: int | None
     seed: int
     clean_trial: int | None
-    r0: float | None  # the clean run's clean test loss (final row, checkpoint best), nats
+    r0: float | None  # the clean run's clean held-out loss at its selected epoch (the points' rule), nats
+    r0_epoch: int | None
+    r0_split: Literal["val", "test"] | None  # val: validation split; test: the test set (select_on 'test')
     points: list[EpsilonStarPoint]
     missing: list[int]  # trials of the group without results yet
     eps_star: float | None  # sup {eps : adv_loss_train(eps) <= R0}, linear interpolation; None: not bracketed

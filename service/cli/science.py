@@ -20,13 +20,15 @@ def _px(v: float | None) -> str:
 def _describe(g: dict[str, Any]) -> list[str]:
     head = (f"{g['sweep']}: {g['arch']} {g['method']} lam={g['lam']:g} {g['norm']} {g['dataset']} "
             f"n_train={g['n_train']} seed={g['seed']}  clean trial {g['clean_trial']}  "
-            f"R0={'-' if g['r0'] is None else format(g['r0'], '.4f')}")
+            f"R0={'-' if g['r0'] is None else format(g['r0'], '.4f')}"
+            + ("" if g["r0"] is None else f" (clean_loss_{g['r0_split']}, epoch {g['r0_epoch']})"))
     lines = [head, f"  eps* = {_px(g['eps_star'])}" + (f" (between {_px(g['lower'])} and {_px(g['upper'])})"
                                                        if g["bracketed"] else f" not bracketed: {g['reason']}")]
     for p in g["points"]:
         co = "" if p["catastrophic_overfitting"] is None else f"  catastrophic_overfitting={p['catastrophic_overfitting']}"
+        held = p[f"adv_loss_{p['split']}"]  # the loss that selected the epoch
         lines.append(f"    trial {p['trial']:5d} eps {_px(p['eps']):>9s} epoch {p['epoch']:3d} "
-                     f"adv_loss_train {p['adv_loss_train']:.4f} adv_loss_val {p['adv_loss_val']:.4f}{co}")
+                     f"adv_loss_train {p['adv_loss_train']:.4f} adv_loss_{p['split']} {held:.4f}{co}")
     if g["missing"]:
         lines.append(f"    no results yet: trials {g['missing']}")
     for f in g["fast"]:

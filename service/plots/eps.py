@@ -2,8 +2,8 @@
 
 Panels 1-2: the final rows (options' checkpoint and attack) of the sweep's from-scratch trials; panel 3: the points
 eps* is computed from (service.epsilon_star: `adv_loss_train` at each run's selected epoch) with R0 (the clean
-run's clean test loss) as a horizontal line. eps* of each group is a dotted vertical line in every panel, in the
-group's colour. A sweep whose eps* cannot be computed (no eps = 0 run) is drawn without it; the title says why.
+run's clean held-out loss at its selected epoch, the points' rule) as a horizontal line. eps* of each group is a
+dotted vertical line in every panel, in the group's colour. A sweep whose eps* cannot be computed (no eps = 0 run) is drawn without it; the title says why.
 """
 
 from __future__ import annotations

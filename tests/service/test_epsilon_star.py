@@ -36,13 +36,16 @@ def _sweep(s: Session, name: str, trials: list[dict[str, Any]], spec: dict[str, 
     return [t.id for t in sweep.trials]
 
 
-def _run(s: Session, tid: int, epochs: list[tuple[float, float, float]], r0: float | None = None) -> None:
-    """Completed trial with per-epoch (adv_loss_train, adv_loss_val, robust_acc) and, for a clean run, its R0."""
-    for e, (train, val, acc) in enumerate(epochs, start=1):
-        upsert_epoch(s, trial_id=tid, report=EpochReport(epoch=e, adv_loss_train=train, adv_loss_val=val,
-                                                         robust_acc=acc, clean_acc=acc))
-    if r0 is not None:
-        for ckpt, loss in (("best", r0), ("last", r0 + 0.5)):  # R0 is the best checkpoint's clean test loss
+def _run(s: Session, tid: int, epochs: list[tuple[float, float, float]], best_test_loss: float | None = None,
+         split: str = "val") -> None:
+    """Completed trial with per-epoch (adv_loss_train, held-out adv loss, robust_acc) on `split` (val, or test as
+    under select_on 'test'); its clean held-out loss equals the adversarial one (exact at eps 0, where R0 is read).
+    `best_test_loss`: the best checkpoint's clean test loss, a decoy (R0 used to be read there, at another epoch)."""
+    for e, (train, held, acc) in enumerate(epochs, start=1):
+        upsert_epoch(s, trial_id=tid, report=EpochReport(epoch=e, adv_loss_train=train, robust_acc=acc, clean_acc=acc,
+                                                         **{f"adv_loss_{split}": held, f"clean_loss_{split}": held}))
+    if best_test_loss is not None:
+        for ckpt, loss in (("best", best_test_loss), ("last", best_test_loss + 0.5)):
             upsert_final(s, trial_id=tid, row=FinalRow(checkpoint=ckpt, attack="pgd20", clean_loss_test=loss))
     mark_trial(s, trial_id=tid, status="running", actor="writer")
     mark_trial(s, trial_id=tid, status="completed", actor="writer")
@@ -57,18 +60,20 @@ def sessions(tmp_path: Path) -> sessionmaker[Session]:
 
 @pytest.fixture
 def filled(sessions: sessionmaker[Session]) -> dict[str, Any]:
-    """grid: SAT at eps {0, 2, 4, 8}/255 (seed 0, R0 = 1.0) and a seed-1 group whose runs have not finished;
+    """grid: SAT at eps {0, 2, 4, 8}/255 (seed 0, R0 = 1.0 at the clean run's epoch 2) and a seed-1 group whose runs
+    have not finished;
     zipped: eps 0 trained with method `clean`; finetune: PGD and FGSM fine-tuning of the grid's clean run."""
     with sessions.begin() as s:
         grid = _sweep(s, "grid", [_trial(0, "sat", 0.0), _trial(1, "sat", 2 * E), _trial(2, "sat", 4 * E),
                                   _trial(3, "sat", 8 * E), _trial(4, "sat", 0.0, seed=1), _trial(5, "sat", 4 * E, seed=1)])
-        # selected epochs (smallest adv_loss_val): clean epoch 2 (0.6), 2/255 epoch 2 (0.8), 4/255 epoch 3 (1.2)
-        _run(s, grid[0], [(1.2, 1.3, 0.3), (0.6, 1.05, 0.4), (0.5, 1.1, 0.4)], r0=1.0)
+        # selected epochs (smallest adv_loss_val): clean epoch 2 (0.6; R0 = its clean_loss_val 1.0, not the best
+        # checkpoint's test loss 1.4), 2/255 epoch 2 (0.8), 4/255 epoch 3 (1.2)
+        _run(s, grid[0], [(1.2, 1.3, 0.3), (0.6, 1.0, 0.4), (0.5, 1.1, 0.4)], best_test_loss=1.4)
         _run(s, grid[1], [(0.9, 1.5, 0.2), (0.8, 1.4, 0.3), (0.7, 1.45, 0.3)])
         _run(s, grid[2], [(1.5, 1.9, 0.2), (1.3, 1.8, 0.2), (1.2, 1.7, 0.25)])
         _run(s, grid[3], [(2.5, 2.4, 0.1), (2.0, 2.2, 0.2), (1.9, 2.3, 0.2)])
         zipped = _sweep(s, "zipped", [_trial(0, "clean", 0.0), _trial(1, "sat", 2 * E), _trial(2, "sat", 4 * E)])
-        _run(s, zipped[0], [(0.6, 1.0, 0.5)], r0=1.0)
+        _run(s, zipped[0], [(0.6, 1.0, 0.5)], best_test_loss=1.4)
         _run(s, zipped[1], [(0.8, 1.4, 0.3)])
         _run(s, zipped[2], [(1.2, 1.7, 0.3)])
         ref = {"init_from": f"trial:{grid[0]}"}
@@ -88,7 +93,8 @@ def test_grid_groups_and_hand_computed_eps_star(sessions: sessionmaker[Session],
         groups = epsilon_star_for_sweep(s, sweep_ref="grid")
     assert [(g["seed"], g["method"]) for g in groups] == [(0, "sat"), (1, "sat")]
     g = groups[0]
-    assert (g["clean_trial"], g["r0"], g["missing"]) == (filled["grid"][0], 1.0, [])
+    assert (g["clean_trial"], g["r0"], g["r0_epoch"], g["r0_split"], g["missing"]) == (
+        filled["grid"][0], 1.0, 2, "val", [])  # the clean point's epoch, not the best checkpoint's (R0 there: 1.4)
     assert [(p["eps"], p["epoch"], p["adv_loss_train"]) for p in g["points"]] == [
         (0.0, 2, 0.6), (2 * E, 2, 0.8), (4 * E, 3, 1.2), (8 * E, 2, 2.0)]
     # 0.8 <= R0 = 1.0 < 1.2 between 2/255 and 4/255: eps* = 2/255 + (1.0 - 0.8) / (1.2 - 0.8) * 2/255 = 3/255
@@ -107,6 +113,23 @@ def test_grid_groups_and_hand_computed_eps_star(sessions: sessionmaker[Session],
     # seed 1: its clean run has no results yet
     assert groups[1]["eps_star"] is None and groups[1]["missing"] == filled["grid"][4:6]
     assert "no results" in groups[1]["reason"]
+
+
+def test_select_on_test_runs_select_epochs_and_r0_on_the_test_losses(sessions: sessionmaker[Session]) -> None:
+    """Under select_on 'test' the per-epoch losses are the test set's (`_test`): the points and R0 are read there,
+    with the same rule (smallest adversarial loss, earliest on ties)."""
+    with sessions.begin() as s:
+        ids = _sweep(s, "on-test", [_trial(0, "sat", 0.0), _trial(1, "sat", 2 * E), _trial(2, "sat", 4 * E)])
+        _run(s, ids[0], [(0.7, 0.9, 0.5), (0.6, 0.8, 0.5), (0.5, 0.8, 0.5)], split="test")  # tie: epoch 2, R0 0.8
+        _run(s, ids[1], [(0.7, 1.0, 0.3)], split="test")
+        _run(s, ids[2], [(1.1, 1.5, 0.2), (0.9, 1.4, 0.2)], split="test")
+    with sessions() as s:
+        (g,) = epsilon_star_for_sweep(s, sweep_ref="on-test")
+    assert (g["r0"], g["r0_epoch"], g["r0_split"]) == (0.8, 2, "test")
+    assert [(p["epoch"], p["split"], p["adv_loss_test"], p["adv_loss_val"]) for p in g["points"]] == [
+        (2, "test", 0.8, None), (1, "test", 1.0, None), (2, "test", 1.4, None)]
+    # points (0, 0.6), (2/255, 0.7), (4/255, 0.9); R0 = 0.8 between 2/255 and 4/255: 2/255 + 0.1 / 0.2 * 2/255
+    assert g["eps_star"] == pytest.approx(3 * E) and g["bracketed"] is True
 
 
 def test_clean_method_is_the_eps0_point_of_a_zipped_grid(sessions: sessionmaker[Session], filled: dict[str, Any]) -> None:

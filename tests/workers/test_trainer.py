@@ -11,6 +11,7 @@ import torch
 
 from search_spaces.config import TrialConfig
 from workers.final_eval import train_and_evaluate
+from workers.trainable import epoch_report
 from workers.trainer import NonFiniteLoss, Trainer, TrainState
 
 CPU = torch.device("cpu")
@@ -109,6 +110,8 @@ def test_val_size_zero_with_an_explicit_selection_rule_trains_to_the_end(select_
         assert all(0 <= m["robust_acc"] <= 1 for m in seen)
         best = max(range(2), key=lambda i: (seen[i]["robust_acc"], -i))
         assert state.best_epoch == best + 1 and state.best_robust_acc == seen[best]["robust_acc"]
+        reports = [epoch_report(m) for m in seen]  # the test set's per-epoch losses reach the store (eps* reads them)
+        assert all(r.adv_loss_test > 0 and r.clean_loss_test > 0 and r.adv_loss_val is None for r in reports)
     else:
         assert "robust_acc" not in seen[0] and state.best_epoch is None and rows[1].device_seconds == 0.0
 
