@@ -85,8 +85,9 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> str:
                            trials=[_trial(20 + i, eps=k * E, params=7000) for i, (k, _) in enumerate(EPS_LOSS)])
         for t, (k, loss) in zip(eps.trials, EPS_LOSS, strict=True):
             _done(s, t.id)
-            upsert_epoch(s, trial_id=t.id, report=EpochReport(epoch=1, adv_loss_train=loss, adv_loss_val=loss + 0.1))
-            _final(s, t.id, n_robust=60 - 5 * k, stability=1 - 0.05 * k, clean_loss_test=R0 if k == 0 else 2.0)
+            upsert_epoch(s, trial_id=t.id, report=EpochReport(epoch=1, adv_loss_train=loss, adv_loss_val=loss + 0.1,
+                                                              clean_loss_val=R0 if k == 0 else 2.0))  # R0 at epoch 1
+            _final(s, t.id, n_robust=60 - 5 * k, stability=1 - 0.05 * k, clean_loss_test=2.0)
         width = create_sweep(s, name="width", spec={}, code_version="test", trials=[
             _trial(30 + 6 * seed + 3 * w + j, method="trades", lam=lam, widths=widths, seed=seed)
             for seed in (0, 1) for w, widths in enumerate(("1-1-1", "5-5-5")) for j, lam in enumerate((6.0, 9.0, 12.0))])
