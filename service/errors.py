@@ -14,8 +14,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 
-def unprocessable(field: str, reason: str) -> HTTPException:
-    return HTTPException(status_code=422, detail=[{"loc": ["body", *field.split(".")], "msg": reason, "type": "value_error"}])
+def unprocessable(field: str, reason: str, where: str = "body") -> HTTPException:
+    """422 naming the field (dotted path) and where it was: the body, a header, the query."""
+    return HTTPException(status_code=422, detail=[{"loc": [where, *field.split(".")], "msg": reason,
+                                                   "type": "value_error"}])
 
 
 def not_found(what: str, ref: object) -> HTTPException:

@@ -122,15 +122,32 @@ class IdempotencyKeyTaken(ValueError):
     """The Idempotency-Key names another owner's sweep."""
 
 
-def sweep_for_key(session: Session, *, key: str, owner: str | None) -> Sweep | None:
+class IdempotencyKeyReused(ValueError):
+    """The Idempotency-Key names a sweep stored from another request body."""
+
+
+def sweep_for_key(session: Session, *, key: str, owner: str | None, req: SweepRequest | None = None) -> Sweep | None:
     """The sweep an earlier POST with this Idempotency-Key stored (None: none did). IdempotencyKeyTaken when
-    it is another owner's."""
+    it is another owner's; IdempotencyKeyReused when `req` asks for another sweep than the one stored (a retry
+    must repeat its request: a changed body under an old key would otherwise silently get the old sweep)."""
     from sqlalchemy import select
 
     sweep = session.scalar(select(Sweep).where(Sweep.idempotency_key == key))
     if sweep is not None and sweep.owner != owner:
         raise IdempotencyKeyTaken("Idempotency-Key: already used by another owner's sweep; use a new key")
+    if sweep is not None and req is not None:
+        differ = _spec_differences(StoredSweep.model_validate(sweep.spec).spec, resolve_spec(req))
+        if differ:
+            raise IdempotencyKeyReused(f"Idempotency-Key: already used for another request (it differs in "
+                                       f"{', '.join(differ)}); use a new key")
     return sweep
+
+
+def _spec_differences(stored: SweepSpec, asked: SweepSpec) -> list[str]:
+    """Top-level spec fields that differ (`name` only when the request names one: else the stored one was made)."""
+    a, b = stored.model_dump(exclude={"name"}), asked.model_dump(exclude={"name"})
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return (["name"] if asked.name is not None and asked.name != stored.name else []) + differ
 
 
 def finish_interrupted(make_session: sessionmaker[Session], sweep: Sweep, settings: Settings) -> None:

@@ -29,6 +29,7 @@ from service.errors import (
 )
 from service.schemas import PlanOut, PlanTotals, SweepDetail, SweepOut, SweepRequest, TrialOut
 from service.submission import (
+    IdempotencyKeyReused,
     IdempotencyKeyTaken,
     LaunchFailed,
     LifecycleError,
@@ -64,7 +65,7 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
     sweep stays stored, `failed` with the reason). With an `Idempotency-Key` header, a retried POST (the first
     answer lost, the API restarted) returns the sweep the first one stored (`Idempotent-Replayed: true`),
     launching it when the first attempt died before it could."""
-    if idempotency_key is not None and (replay := _replay(sessions, settings, idempotency_key, principal)):
+    if idempotency_key is not None and (replay := _replay(sessions, settings, idempotency_key, principal, req)):
         response.headers["Idempotent-Replayed"] = "true"
         return replay
     try:
@@ -72,7 +73,7 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
     except SpecError as e:
         raise unprocessable(e.field, e.reason) from None
     except (SweepExists, IntegrityError) as e:  # a concurrent POST with the same key may have won the race
-        if idempotency_key is not None and (replay := _replay(sessions, settings, idempotency_key, principal)):
+        if idempotency_key is not None and (replay := _replay(sessions, settings, idempotency_key, principal, req)):
             response.headers["Idempotent-Replayed"] = "true"
             return replay
         raise conflict(str(e) if isinstance(e, SweepExists) else "the sweep could not be stored") from None
@@ -85,13 +86,18 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
                                                              "counts": {"queued": sweep.n_trials}})
 
 
-def _replay(sessions: Any, settings: Any, key: str, principal: Principal) -> SweepOut | None:
-    """The sweep stored under `key` (launched now if its first POST died before launching), or None."""
+def _replay(sessions: Any, settings: Any, key: str, principal: Principal, req: SweepRequest) -> SweepOut | None:
+    """The sweep stored under `key` (launched now if its first POST died before launching), or None. 409 when the
+    key is another owner's, 422 when it was used for another request body."""
     with sessions() as s:
         try:
-            sweep = sweep_for_key(s, key=key, owner=principal.owner)
+            sweep = sweep_for_key(s, key=key, owner=principal.owner, req=req)
         except IdempotencyKeyTaken as e:
             raise conflict(str(e)) from None
+        except IdempotencyKeyReused as e:
+            raise unprocessable("idempotency-key", str(e).removeprefix("Idempotency-Key: "), where="header") from None
+        except SpecError as e:
+            raise unprocessable(e.field, e.reason) from None
         if sweep is None:
             return None
         try:

@@ -184,6 +184,30 @@ def test_a_finished_sweep_is_409_without_asking_ray(tmp_path: Path) -> None:
     assert _state(settings, sweep_id) == ("completed", ["completed", "completed"])
 
 
+# ------------------------------------------------------------------------------------- idempotency: same body only
+
+
+def test_an_idempotency_key_replays_its_own_request_and_rejects_another_body(tmp_path: Path) -> None:
+    """A retry with the same key and body gets the stored sweep (no second sweep); the same key with another body
+    is a 422 naming the header and the differing spec fields, and stores nothing."""
+    settings = _settings(tmp_path, ray_address=_closed_port_url())
+    key = {"Idempotency-Key": "retry-1"}
+    with api_client(settings) as c:
+        first = c.post("/api/v1/sweeps", json={"spec": TINY, "name": "once"}, headers=key)
+        assert first.status_code == 503, first.text  # stored, launch failed (Ray at a closed port)
+        again = c.post("/api/v1/sweeps", json={"spec": TINY, "name": "once"}, headers=key)
+        assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+        assert again.json()["name"] == "once" and again.json()["status"] == "failed"
+        other = TINY | {"n_train": [512]}
+        changed = c.post("/api/v1/sweeps", json={"spec": other, "name": "once"}, headers=key)
+        assert changed.status_code == 422, changed.text
+        (err,) = changed.json()["detail"]
+        assert err["loc"] == ["header", "idempotency-key"] and "differs in n_train" in err["msg"]
+        renamed = c.post("/api/v1/sweeps", json={"spec": TINY, "name": "twice"}, headers=key)
+        assert renamed.status_code == 422 and "differs in name" in renamed.json()["detail"][0]["msg"]
+        assert [s["name"] for s in c.get("/api/v1/sweeps").json()] == ["once"]
+
+
 # ------------------------------------------------------------------------------------------ failed launch: reason
 
 
