@@ -4,6 +4,7 @@ SQLite database, so the eps* service reads them exactly as it reads a sweep run 
 
     .venv/bin/python scripts/science_runs.py run --phase eps      # SAT eps grid {0,1,2,4,8}/255 (eps 0 = clean)
     .venv/bin/python scripts/science_runs.py run --phase finetune # clean model fine-tuned at {1,2,4}/255
+    .venv/bin/python scripts/science_runs.py run --phase eps-test # the eps grid under select_on 'test' (studies')
     .venv/bin/python scripts/science_runs.py run --phase lambda   # TRADES lambda grid {1, 6, 18}
     .venv/bin/python scripts/science_runs.py run --phase fgsm     # FGSM-RS at 16/255, 10 epochs (catastrophic overfitting?)
     .venv/bin/python scripts/science_runs.py report               # the tables of docs/science-results.md
@@ -36,6 +37,7 @@ from service.submission import store_sweep
 from workers.db_writer import DBWriter
 from workers.driver import experiment_name
 from workers.final_eval import train_and_evaluate
+from workers.init_from import resolve_init_from
 from workers.trainable import STATE_FILE, epoch_payload, final_payload
 from workers.trainer import NonFiniteLoss
 
@@ -48,6 +50,10 @@ COMMON: dict[str, Any] = {
 }  # fmt: skip
 SPECS = {
     "eps": SweepSpec(name="science-eps-grid", method=["sat"], eps=[0, PX, 2 * PX, 4 * PX, 8 * PX], **COMMON),
+    # The same grid under the studies' protocol (select_on 'test': the per-epoch evaluation, the epoch rule and R0 on
+    # the 300 test images; no validation split).
+    "eps-test": SweepSpec(name="science-eps-grid-test", method=["sat"], eps=[0, PX, 2 * PX, 4 * PX, 8 * PX], **COMMON | {
+        "training": COMMON["training"] | {"val_size": 0, "select_on": "test"}}),
     "lambda": SweepSpec(name="science-trades-lambda", method=["trades"], lam=[1.0, 6.0, 18.0], eps=[8 * PX], **COMMON),
     # FGSM-RS (Wong et al.: uniform start, step 1.25 eps) at eps 16/255 for 10 epochs: the regime where catastrophic
     # overfitting is reported; validation PGD-10 at step eps/10.
@@ -63,13 +69,23 @@ SPECS = {
 }
 
 
+def _resolved(cfg: TrialConfig, settings: Settings) -> TrialConfig:
+    """A fine-tuning trial's `init_from = "trial:<id>"` as the state file under the storage path (as the driver
+    resolves it for the trainable; the stored config keeps the reference, which eps* follows)."""
+    if cfg.init_from is None or not cfg.init_from.startswith("trial:"):
+        return cfg
+    path = resolve_init_from(cfg.init_from, storage_path=settings.storage_path)
+    return cfg.model_copy(update={"init_from": str(path)})
+
+
 def run_sweep(settings: Settings, spec: SweepSpec) -> int:
     """Store the sweep as the service does, then train its trials one by one, reporting through DBWriter."""
     sessions = session_factory(make_engine(settings.database_url))
     with sessions() as s:
         sweep, _ = store_sweep(s, SweepRequest(spec=spec), settings)
         sweep_id, name = sweep.id, sweep.name
-        trials = [(t.id, TrialConfig.model_validate(t.config)) for t in list_trials(s, sweep_id=sweep_id)]
+        trials = [(t.id, _resolved(TrialConfig.model_validate(t.config), settings))
+                  for t in list_trials(s, sweep_id=sweep_id)]
     writer = DBWriter(settings.database_url, sweep_id)
     for tid, cfg in trials:
         trial = SimpleNamespace(config={"trial": {"trial_id": tid}}, last_result={})
@@ -137,7 +153,9 @@ def report(settings: Settings) -> None:
     from service.epsilon_star import epsilon_star_for_sweep
 
     with session_factory(make_engine(settings.database_url))() as s:
-        for sweep in ("science-eps-grid", f"finetune-trial{_clean_id(s)}-sat"):
+        for sweep in ("science-eps-grid", f"finetune-trial{_clean_id(s)}-sat", "science-eps-grid-test"):
+            if get_sweep_by_name_or_id(s, ref=sweep) is None:
+                continue
             print(f"\n## eps* of {sweep}\n" + json.dumps(epsilon_star_for_sweep(s, sweep_ref=sweep), indent=1))
         print("\n## TRADES lambda grid (test set, final = last checkpoint, PGD)")
         print("| lambda | clean acc | PGD acc | stability | n_robust / n_correct / n_stable / n_total |")
@@ -162,7 +180,7 @@ def _clean_id(s: Any) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["run", "report", "posthoc-report"])
-    p.add_argument("--phase", choices=["eps", "finetune", "lambda", "fgsm", "posthoc"])
+    p.add_argument("--phase", choices=["eps", "eps-test", "finetune", "lambda", "fgsm", "posthoc"])
     p.add_argument("--data-root", default=".data/cifar10-jpeg")
     p.add_argument("--db", default=".data/science.db")
     p.add_argument("--storage", default=".data/science-storage")
