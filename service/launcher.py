@@ -238,13 +238,30 @@ def _job_env(settings: Settings, env: Mapping[str, str] | None) -> dict[str, str
     return dict(env or {})
 
 
+# A head's job agent comes up a few seconds after the dashboard answers; until then Ray refuses a submission with a
+# 500 saying so ("please try again later"). Retried for this long, then the error stands.
+AGENT_WAIT_S = 30.0
+NO_AGENT = "No available agent to submit job"
+
+
 def submit_job(settings: Settings, cluster: RayCluster, *, entrypoint: str, env: Mapping[str, str] | None = None,
                submission_id: str | None = None, metadata: Mapping[str, str] | None = None) -> str:
     """Submit any shell entrypoint as a Ray job (with `env` as its environment variables and `metadata` shown by
-    the dashboard's job page and `ray job list`); returns the job id."""
-    job_id = job_client(cluster).submit_job(entrypoint=entrypoint, submission_id=submission_id,
-                                            runtime_env={"env_vars": _job_env(settings, env)},
-                                            metadata=dict(metadata or {}))
+    the dashboard's job page and `ray job list`); returns the job id. Ray's "no available agent" answer (a head
+    just started) is retried with backoff for AGENT_WAIT_S; any other error is raised at once."""
+    client, deadline, delay = job_client(cluster), time.monotonic() + AGENT_WAIT_S, 0.25
+    while True:
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint, submission_id=submission_id,
+                                       runtime_env={"env_vars": _job_env(settings, env)},
+                                       metadata=dict(metadata or {}))
+            break
+        except RuntimeError as e:
+            if NO_AGENT not in str(e) or time.monotonic() + delay > deadline:
+                raise
+            logger.info("Ray's job agent is not up yet; submitting again in %.2f s", delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 4.0)
     logger.info("submitted Ray job %s: %s", job_id, entrypoint)
     return str(job_id)
 

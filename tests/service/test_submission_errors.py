@@ -38,16 +38,21 @@ TINY: dict[str, Any] = {
 
 
 @contextmanager
-def fake_dashboard(answers: dict[str, tuple[int, Any]]) -> Iterator[str]:
-    """An HTTP server answering `answers[path] = (status, json body)` (404 for any other path); yields its URL."""
+def fake_dashboard(answers: dict[str, Any]) -> Iterator[str]:
+    """An HTTP server answering `answers[path] = (status, body)` (a JSON body, or text for a str), or a list of
+    them answered in turn (the last one repeats); 404 for any other path. Yields its URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             known = {"/api/version": (200, {"version": "3", "ray_version": "2.60.0", "ray_commit": "x"})} | answers
-            status, body = known.get(self.path, (404, {"detail": f"Job {self.path} does not exist"}))
-            data = json.dumps(body).encode()
+            answer = known.get(self.path, (404, {"detail": f"Job {self.path} does not exist"}))
+            if isinstance(answer, list):
+                answer = answer.pop(0) if len(answer) > 1 else answer[0]
+            status, body = answer
+            text = isinstance(body, str)
+            data = body.encode() if text else json.dumps(body).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/plain" if text else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -206,6 +211,34 @@ def test_an_idempotency_key_replays_its_own_request_and_rejects_another_body(tmp
         renamed = c.post("/api/v1/sweeps", json={"spec": TINY, "name": "twice"}, headers=key)
         assert renamed.status_code == 422 and "differs in name" in renamed.json()["detail"][0]["msg"]
         assert [s["name"] for s in c.get("/api/v1/sweeps").json()] == ["once"]
+
+
+# --------------------------------------------------------------------- a starting head: its job agent comes later
+
+AGENT_DOWN = (500, "No available agent to submit job, please try again later.")  # Ray 2.60's answer, verbatim
+
+
+def test_submission_waits_for_a_starting_heads_job_agent(tmp_path: Path) -> None:
+    """Right after `ray start --head` the dashboard answers but refuses jobs until its agent is up: the launcher
+    submits again (CI saw three lifecycle tests fail on this answer). Another error is raised at once."""
+    settings = _settings(tmp_path)
+    calls = [AGENT_DOWN, AGENT_DOWN, (200, {"submission_id": "rg-x", "job_id": None})]
+    with fake_dashboard({"/api/jobs/": calls}) as url:
+        cluster = launcher.RayCluster(address=url, gcs_address="", dashboard_url=url, started_by_us=False)
+        assert launcher.submit_job(settings, cluster, entrypoint="true", submission_id="rg-x") == "rg-x"
+        assert len(calls) == 1  # both refusals were answered, then the job was accepted
+    with fake_dashboard({"/api/jobs/": [(500, "Traceback: something else")]}) as url:
+        cluster = launcher.RayCluster(address=url, gcs_address="", dashboard_url=url, started_by_us=False)
+        with pytest.raises(RuntimeError, match="something else"):
+            launcher.submit_job(settings, cluster, entrypoint="true")
+
+
+def test_submission_gives_up_when_the_agent_never_comes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launcher, "AGENT_WAIT_S", 0.5)
+    with fake_dashboard({"/api/jobs/": [AGENT_DOWN]}) as url:
+        cluster = launcher.RayCluster(address=url, gcs_address="", dashboard_url=url, started_by_us=False)
+        with pytest.raises(RuntimeError, match="No available agent"):
+            launcher.submit_job(_settings(tmp_path), cluster, entrypoint="true")
 
 
 # ------------------------------------------------------------------------------------------ failed launch: reason
