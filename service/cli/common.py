@@ -38,6 +38,22 @@ def settings_from(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def sweep_sessions(settings: Settings, ref: str) -> tuple[Any, int]:
+    """(a session factory on the migrated store, the id of sweep `ref`: a name or an id); a one-line error and exit
+    code 2 when no sweep has that name or id."""
+    from db.engine import make_engine, session_factory, upgrade
+    from db.sweeps import get_sweep_by_name_or_id
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions() as s:
+        sweep = get_sweep_by_name_or_id(s, ref=ref)
+        if sweep is None:
+            fail(f"sweep: {ref!r} not found")
+        return sessions, sweep.id
+
+
 def parse_sets(sets: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in sets or []:

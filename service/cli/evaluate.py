@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import DataRootOpt, DbOpt, app, fail, settings_from
+from service.cli.common import DataRootOpt, DbOpt, app, fail, settings_from, sweep_sessions
 
 
 def _numbers(text: str | None, field: str, kind: type) -> list | None:
@@ -44,8 +44,7 @@ def evaluate(
     data_root: DataRootOpt = None,
 ) -> None:
     """Re-attack stored best/last checkpoints; rows land under the attack's key (results, CSV, pareto --attack)."""
-    from db.engine import make_engine, session_factory, upgrade
-    from db.sweeps import get_sweep_by_name_or_id
+    from db.sweeps import get_sweep
     from service.evaluation import EvaluationError, evaluate_sweep, plan_evaluation
 
     if front and trials is not None:
@@ -53,14 +52,9 @@ def evaluate(
     settings = settings_from(database_url=database_url, storage_path=storage_path, data_root=data_root)
     ids, radii = _numbers(trials, "trials", int), _numbers(eps, "eps", float)
     cps = tuple(c.strip() for c in checkpoints.split(",") if c.strip())
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    sessions = session_factory(engine)
+    sessions, sweep_id = sweep_sessions(settings, sweep)
     with sessions() as s:
-        found = get_sweep_by_name_or_id(s, ref=sweep)
-        if found is None:
-            fail(f"sweep: {sweep!r} not found")
-        sweep_id = found.id
+        found = get_sweep(s, sweep_id=sweep_id)
         try:
             plan = plan_evaluation(s, sweep=found, attack=attack, trials=ids, checkpoints=cps, eps=radii) \
                 if local else None

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import DbOpt, SetOpt, app, fail, parse_sets, settings_from
+from service.cli.common import DbOpt, SetOpt, app, fail, parse_sets, settings_from, sweep_sessions
 from service.cli.sweeps import wait_for
 from service.settings import Settings
 
@@ -19,25 +19,11 @@ SweepArg = Annotated[str, typer.Argument(help="sweep id or name")]
 WaitOpt = Annotated[bool, typer.Option(help="wait for the sweep and show progress")]
 
 
-def _sessions_and_id(settings: Settings, ref: str) -> tuple[Any, int]:
-    from db.engine import make_engine, session_factory, upgrade
-    from db.sweeps import get_sweep_by_name_or_id
-
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    sessions = session_factory(engine)
-    with sessions() as s:
-        sweep = get_sweep_by_name_or_id(s, ref=ref)
-        if sweep is None:
-            fail(f"sweep: {ref!r} not found")
-        return sessions, sweep.id
-
-
 def _run(settings: Settings, ref: str, action: Any, *args: Any) -> int:
     from db.states import ForbiddenTransition
     from service.submission import LaunchFailed, LifecycleError, RayUnavailable
 
-    sessions, sweep_id = _sessions_and_id(settings, ref)
+    sessions, sweep_id = sweep_sessions(settings, ref)
     try:
         result = action(sessions, sweep_id, *args, settings) if args else action(sessions, sweep_id, settings)
     except LifecycleError as e:

@@ -3,7 +3,6 @@ real Ray Tune runs on a tiny synthetic grid (NSGA-II with a trial budget; ASHA e
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,15 +223,6 @@ def test_rung_stopper_cuts_below_the_rung_quantile_but_never_the_last_epoch() ->
 
 # -------------------------------------------------------------------------------------------- real Ray Tune runs
 
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    import ray
-
-    tmp = tempfile.mkdtemp(prefix="rgsr-")  # a private runtime, short socket paths
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=tmp)
-    yield
-    ray.shutdown()
 
 
 def _run_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any], name: str) -> tuple[Settings, int]:

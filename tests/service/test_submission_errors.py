@@ -272,3 +272,15 @@ def test_waiting_never_starts_a_ray_head(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(typer.Exit) as exc:  # `error: ray: ...`: the dashboard does not answer
         wait_for(settings, sweep_id, poll_s=0.01)
     assert exc.value.exit_code == 2
+
+
+@pytest.mark.parametrize("args", [["cancel", "nope"], ["resume", "nope"], ["evaluate", "--sweep", "nope", "--local"]])
+def test_cli_commands_on_an_unknown_sweep_fail_in_one_line(tmp_path: Path, args: list[str]) -> None:
+    """Every command that names a sweep looks it up the same way (service.cli.common.sweep_sessions)."""
+    from service.cli import app as cli
+
+    settings = _settings(tmp_path)
+    _store(settings, "known")
+    result = CliRunner().invoke(cli, [*args, "--database-url", settings.database_url])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == "error: sweep: 'nope' not found"

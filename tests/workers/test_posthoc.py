@@ -6,9 +6,6 @@ job path (one @ray.remote task per (trial, checkpoint)) once."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,17 +197,6 @@ def test_run_local_appends_rows_and_skips_those_it_has(trained, tmp_path: Path) 
         forced, _ = plan_work(s, trial_ids=[t1], attack="pgd100", checkpoints=("best",),
                               storage_path=str(storage), force=True)
         assert len(forced) == 1
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    import ray
-
-    tmp = tempfile.mkdtemp(prefix="rgph-")  # a private runtime, short socket paths
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=tmp)
-    yield
-    ray.shutdown()
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.mark.ray
