@@ -1,6 +1,7 @@
 # Quick start: `make demo` (the main job) and `make test` (the test suite). Each sets itself up from a fresh clone:
-# a virtual environment in .venv with the package installed as a user would (pip install -e .[dev]), and the
-# cifar10-jpeg images unpacked into .data/ when the shared archive is beside the checkout.
+# a virtual environment in .venv with the locked versions (requirements.lock, made by `make lock` with pip-tools
+# from pyproject.toml's ranges) and the package installed editable, and the cifar10-jpeg images unpacked into .data/
+# when the shared archive is beside the checkout.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,15 +9,32 @@ BIN := $(VENV)/bin
 ARCHIVE ?= ../shared/data/cifar10-jpeg.tar.gz
 DATA := .data/cifar10-jpeg
 PYTEST_ARGS ?=
+# the lowest optuna pyproject.toml allows: the searcher tests run on it too
+OPTUNA_MIN := 4.0.0
+LOCK_FLAGS := -q -c lock-constraints.txt --extra dev --extra postgres --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links
 
-.PHONY: install data browser demo test bench clean
+.PHONY: install lock data browser demo test bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The lock holds every package with its exact version (Linux x86_64, Python 3.11, as CI); the project itself goes
+# in editable without resolving again. torchattacks (a reference in the attack tests) pins an old requests, so it
+# goes in without its dependencies.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/pip install -q --no-deps 'torchattacks==3.5.1'
+	touch $@
+
+# Refresh the lock within pyproject.toml's ranges (newest allowed versions), then run `make test`.
+lock:
+	test -x $(BIN)/pip-compile || $(MAKE) install
+	$(BIN)/pip-compile $(LOCK_FLAGS) --upgrade --output-file requirements.lock pyproject.toml
+
+$(VENV)/optuna-min/.installed: $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps --target $(VENV)/optuna-min 'optuna==$(OPTUNA_MIN)'
 	touch $@
 
 data:
@@ -36,9 +54,11 @@ browser:
 demo: install data
 	$(BIN)/robustgrid demo $$( [ -d $(DATA)/test ] && echo --data-root $(DATA) )
 
-test: install data browser
+test: install data browser $(VENV)/optuna-min/.installed
 	ROBUSTGRID_TEST_DATA_ROOT=$$( [ -d $(DATA)/test ] && echo $(CURDIR)/$(DATA) ) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+	ROBUSTGRID_EXPECT_OPTUNA=$(OPTUNA_MIN) PYTHONPATH=$(VENV)/optuna-min \
+	  $(BIN)/python -m pytest -q tests/workers/test_tune_search.py
 
 bench: install data
 	$(BIN)/robustgrid bench $$( [ -d $(DATA)/test ] && echo --data-root $(DATA) )

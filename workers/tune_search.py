@@ -12,7 +12,9 @@ keeps its own rung records.
   or failed. The budget counts the sweep's trial rows (the database is the truth after a driver restart) and the
   device-seconds spent. After a restart, a row sampled after the last experiment snapshot (queued, unknown to the
   restored searcher and to Tune) is adopted: enqueued in Optuna and run next, so no sampled configuration is left
-  unrun. The study lives in memory and is pickled with the searcher (Tune saves searchers with the experiment).
+  unrun. The study lives in memory and is pickled with the searcher (Tune saves searchers with the experiment):
+  `dump_study` / `load_study` carry its locks across as fresh ones (optuna 5's GA samplers hold a
+  `threading.Lock`), so the restored study has the same trials and the same sampler state.
 - `RungStopper` is asynchronous successive halving (one bracket, as Ray's `ASHAScheduler(brackets=1)` decides) on
   the per-epoch validation robust accuracy (time in epochs), with its rung records in `Rungs`; a trial's last
   epoch is never cut (its final evaluation runs); `stop_reason` says at which rung, with which accuracy and
@@ -21,8 +23,11 @@ keeps its own rung records.
 
 from __future__ import annotations
 
+import copyreg
+import io
 import logging
 import pickle
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +57,30 @@ class Candidate:
     known: dict[str, Any]  # {"params": ..., "macs": ...}
     est_seconds: float  # planned device-seconds of the whole trial
     resources: dict[str, float]
+
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+def _fresh_lock(lock: Any) -> tuple[Any, tuple[()]]:
+    """A lock pickles as a new, unlocked lock of its kind (no thread holds it in the restored process)."""
+    return (threading.RLock if isinstance(lock, _LOCK_TYPES[1]) else threading.Lock), ()
+
+
+def dump_study(study: optuna.Study | None) -> bytes | None:
+    """The in-memory study (storage, trials, sampler with its RNG state) as bytes; its locks become fresh ones."""
+    if study is None:
+        return None
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = copyreg.dispatch_table.copy()
+    pickler.dispatch_table.update({t: _fresh_lock for t in _LOCK_TYPES})
+    pickler.dump(study)
+    return buf.getvalue()
+
+
+def load_study(data: bytes | None) -> optuna.Study | None:
+    return None if data is None else pickle.loads(data)
 
 
 def make_study(search: SearchConfig, n_candidates: int) -> optuna.Study:
@@ -89,9 +118,12 @@ class CandidateSearcher(Searcher):
         self._hash_index = {c.row["config_hash"]: i for i, c in enumerate(candidates)}
         self._sessions: Any = None
 
-    # -- persistence: no engine in the pickle (Tune saves searchers with the experiment); the study pickles ---------
+    # -- persistence: no engine in the pickle (Tune saves searchers with the experiment); the study as bytes -------
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_sessions": None}
+        return {**self.__dict__, "_sessions": None, "study": dump_study(self.study)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({**state, "study": load_study(state["study"])})
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -99,7 +131,7 @@ class CandidateSearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.__setstate__(pickle.load(f))
 
     def _make_session(self) -> Any:
         if self._sessions is None:

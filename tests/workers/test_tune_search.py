@@ -4,6 +4,7 @@ searcher tells its Optuna study (complete with values, pruned, failed; repeats t
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import optuna
 import pytest
 from optuna.samplers import NSGAIISampler, TPESampler
 from optuna.trial import TrialState
@@ -248,3 +250,9 @@ def test_the_searcher_pickles_with_its_study_mid_run(tmp_path: Path) -> None:
                                                                                           [1.0, 0.9])
     again = pickle.loads(pickle.dumps(restored))
     assert again.spent_seconds == restored.spent_seconds == 5.0
+
+
+@pytest.mark.skipif("ROBUSTGRID_EXPECT_OPTUNA" not in os.environ, reason="make test sets it for the lowest optuna run")
+def test_the_optuna_under_test_is_the_one_asked_for() -> None:
+    """`make test` runs this module again on the lowest optuna pyproject.toml allows: make sure it is that one."""
+    assert optuna.__version__ == os.environ["ROBUSTGRID_EXPECT_OPTUNA"]
