@@ -41,7 +41,8 @@ def safe_next(target: str) -> str:
 
 def same_origin(request: Request) -> bool:
     """True when a POST comes from a page of this site: its Origin header (else its Referer) has the host and port
-    the request was sent to. Browsers send one of them on every form POST; none, or `Origin: null`, is refused."""
+    the request was sent to. Browsers send one of them on every form POST; none, or `Origin: null`, is refused.
+    Behind a reverse proxy the proxy must pass the client's Host header on (nginx: `proxy_set_header Host $host`)."""
     source = request.headers.get("origin") or request.headers.get("referer")
     host = request.headers.get("host")
     if not source or not host:
