@@ -241,3 +241,17 @@ class ApiToken(Base):
     owner: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(Base):
+    """A results-page login: the browser's `robustgrid_session` cookie holds a random id whose SHA-256 hash is
+    stored here, never the API token it was exchanged for. It acts as its token (scope, owner) until `expires_at`,
+    logout (the row is deleted) or the token's revocation (checked on every lookup, db.web_sessions)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

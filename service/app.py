@@ -8,12 +8,14 @@ from fastapi.staticfiles import StaticFiles
 
 from db.engine import make_engine, session_factory, upgrade
 from search_spaces.provenance import code_version
-from service.auth import require_page_token, require_token
+from service.auth import LoginRequired, require_page_user, require_reader, require_token
 from service.errors import UNAUTHORIZED, install_error_handlers
+from service.headers import SecurityHeaders
 from service.limits import BodySizeLimit
 from service.pages.render import STATIC_DIR
 from service.routes import analysis, evaluation, imports, login, pages, plots, presets, results, sweeps
 from service.settings import Settings, get_settings
+from service.web_sessions import login_redirect
 
 API_PREFIX = "/api/v1"
 
@@ -37,23 +39,27 @@ def create_app(settings: Settings | None = None, *, load_references: bool = Fals
 
         load_published(app.state.sessions, settings.published_dir)
     install_error_handlers(app)
+    app.add_exception_handler(LoginRequired, login_redirect)  # a page without a login: 303 to /login?next=...
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    # Every router is included with one of these: API routers take a bearer token, page routers (results pages,
-    # docs) the robustgrid_token cookie too. tests/service/test_auth.py checks every route answers 401 without.
+    app.add_middleware(SecurityHeaders)  # CSP, X-Frame-Options, nosniff, Referrer-Policy on every response
+    # Every router is included with one of these: API routers take a bearer token; the GET routes a page shows
+    # (plots, the schema) a page login too (401 without either); the pages themselves redirect to the login form.
+    # tests/service/test_auth.py checks every route answers 401 (API) or 303 (pages) without a credential.
     guarded = {"dependencies": [Depends(require_token)], "responses": UNAUTHORIZED}
-    page_guarded = {"dependencies": [Depends(require_page_token)], "responses": UNAUTHORIZED}
+    read_guarded = {"dependencies": [Depends(require_reader)], "responses": UNAUTHORIZED}
+    page_guarded = {"dependencies": [Depends(require_page_user)]}
     app.include_router(sweeps.router, prefix=API_PREFIX, **guarded)
     app.include_router(evaluation.router, prefix=API_PREFIX, **guarded)
     app.include_router(results.router, prefix=API_PREFIX, **guarded)
     app.include_router(presets.router, prefix=API_PREFIX, **guarded)
     app.include_router(imports.router, prefix=API_PREFIX, **guarded)
     app.include_router(analysis.router, prefix=API_PREFIX, **guarded)
-    app.include_router(plots.router, prefix=API_PREFIX, **guarded)
-    app.include_router(login.router)  # the form that sets the pages' cookie (a bad token: 401)
+    app.include_router(plots.router, prefix=API_PREFIX, **read_guarded)  # GETs only: the pages embed them
+    app.include_router(login.router)  # the form that exchanges a token for a page login (a bad token: 401)
     app.include_router(pages.router, **page_guarded)  # the results pages and /docs (HTML, not in the schema)
     app.mount(pages.STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/openapi.json", include_in_schema=False, **page_guarded)
+    @app.get("/openapi.json", include_in_schema=False, **read_guarded)
     def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 

@@ -5,9 +5,11 @@ shown once, when it is made, and never logged or returned again. Scopes: `read` 
 cancel, resume, extend, import), `admin` (everything, every owner's sweeps). A sweep records the owner of the token
 that submitted it; a non-admin token sees and acts on its owner's sweeps and the imported reference sweeps.
 
-API routes take the token as `Authorization: Bearer <token>`; the results pages (and the OpenAPI schema the
-interactive docs load) accept the `robustgrid_token` cookie too. A missing, unknown or revoked token answers 401
-with `WWW-Authenticate: Bearer`; a read token on a write route answers 403.
+API routes take the token as `Authorization: Bearer <token>`. A browser logs in once (service.web_sessions): the
+`robustgrid_session` cookie holds a server-side session that acts as its token, and is accepted only on GET routes
+a page shows (the pages, their plots, the OpenAPI schema the docs load), so a cookie can never cause a write. A
+missing, unknown or revoked token answers 401 with `WWW-Authenticate: Bearer`; a page asked for without a live
+session answers 303 to the login form; a read token on a write route answers 403.
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ from sqlalchemy.orm import Session
 
 from db.models import ApiToken
 from db.tokens import create_token, find_token
+from db.web_sessions import find_live_session
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "rg_"
 PREFIX_CHARS = 11  # "rg_" + 8 characters: names a token in listings (about 48 bits: unique in practice)
-COOKIE_NAME = "robustgrid_token"
+SESSION_COOKIE = "robustgrid_session"  # a random session id (service.web_sessions), never the API token
 WRITE_SCOPES = ("write", "admin")
 
 bearer = HTTPBearer(auto_error=False, description="An API token: `robustgrid token create --scope read|write|admin`")
-cookie = APIKeyCookie(name=COOKIE_NAME, auto_error=False, description="The same API token, for the results pages")
+session_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
+                              description="A login of the results pages (POST /login); GET routes the pages show")
 
 
 def generate_token() -> str:
@@ -104,8 +108,25 @@ def authenticate(request: Request, token: str | None) -> Principal:
     return Principal(token_id=row.id, owner=row.owner, scope=row.scope)
 
 
+class LoginRequired(Exception):
+    """A page was asked for without a live session: service.web_sessions answers 303 to /login?next=`next_url`."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+def session_principal(request: Request, session_id: str | None) -> Principal | None:
+    """The principal of a live web session (not expired, not logged out, its token not revoked); else None."""
+    if not session_id:
+        return None
+    with request.app.state.sessions() as session:
+        row = find_live_session(session, session_hash=hash_token(session_id))
+    return None if row is None else Principal(token_id=row.id, owner=row.owner, scope=row.scope)
+
+
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
-CookieToken = Annotated[str | None, Security(cookie)]
+SessionCookie = Annotated[str | None, Security(session_cookie)]
 
 
 def require_token(request: Request, credentials: BearerCredentials) -> Principal:
@@ -113,9 +134,25 @@ def require_token(request: Request, credentials: BearerCredentials) -> Principal
     return authenticate(request, credentials.credentials if credentials else None)
 
 
-def require_page_token(request: Request, credentials: BearerCredentials, cookie_token: CookieToken) -> Principal:
-    """Results pages and the OpenAPI schema: a bearer token, else the `robustgrid_token` cookie."""
-    return authenticate(request, credentials.credentials if credentials else cookie_token)
+def require_reader(request: Request, credentials: BearerCredentials, session_id: SessionCookie) -> Principal:
+    """GET routes a page shows (plots, curves, the OpenAPI schema): a bearer token, else a live web session; 401."""
+    if credentials:
+        return authenticate(request, credentials.credentials)
+    principal = session_principal(request, session_id)
+    if principal is None:
+        raise unauthorized("an API token is required: send 'Authorization: Bearer <token>' (or log in at /login)")
+    return principal
+
+
+def require_page_user(request: Request, credentials: BearerCredentials, session_id: SessionCookie) -> Principal:
+    """Results pages and /docs: a bearer token (401 when bad), else a live web session, else 303 to the login."""
+    if credentials:
+        return authenticate(request, credentials.credentials)
+    principal = session_principal(request, session_id)
+    if principal is None:
+        query = request.url.query
+        raise LoginRequired(request.url.path + (f"?{query}" if query else ""))
+    return principal
 
 
 def require_write(principal: Annotated[Principal, Depends(require_token)]) -> Principal:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.auth import Principal, require_admin, require_page_token, require_token, require_write
+from service.auth import Principal, require_admin, require_page_user, require_reader, require_token, require_write
 from service.settings import Settings
 
 
@@ -31,7 +31,8 @@ SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 PrincipalDep = Annotated[Principal, Depends(require_token)]  # any scope (bearer)
 WriterDep = Annotated[Principal, Depends(require_write)]  # write or admin (403 for read)
 AdminDep = Annotated[Principal, Depends(require_admin)]
-PageUserDep = Annotated[Principal, Depends(require_page_token)]  # bearer or the robustgrid_token cookie
+ReaderDep = Annotated[Principal, Depends(require_reader)]  # GET routes a page shows: bearer or a login (401)
+PageUserDep = Annotated[Principal, Depends(require_page_user)]  # the pages: bearer or a login (else 303 to it)
 
 DB_ID_MAX = 2**63 - 1  # the largest id a database integer holds (larger ones overflow SQLite's driver: a 500)
 SweepId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a sweep's id")]

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     gpu_memory_gib: float | None = Field(None, gt=0)  # memory of one GPU, GiB; None: from Ray's accelerator type
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    web_session_hours: float = Field(12.0, gt=0, le=24 * 366)  # a results-page login lasts this long (absolute), h
+    cookie_secure: bool = False  # the session cookie is `Secure` (sent over HTTPS only): set it when served by HTTPS
     # published results loaded once as reference sweeps by `serve` and `demo` (service.references); None: none
     published_dir: str | None = Field(default_factory=_default_published_dir)
 

@@ -136,7 +136,7 @@ def demo(data_root: DataRootOpt = None, database_url: DbOpt = None,
                f"  curl -H 'Authorization: Bearer {token}' "
                f"http://{settings.api_host}:{settings.api_port}/api/v1/sweeps/{sweep_id}")
     base = f"http://{settings.api_host}:{settings.api_port}"
-    typer.echo(f"The sweep's page beside the published references: log in at {base}/login with that token, then\n"
+    typer.echo(f"The sweep's page beside the published references (it asks for that token once, then lands):\n"
                f"  {base}/compare?run={sweep_id}{''.join(f'&reference={r}' for r in _reference_ids(settings))}")
     typer.echo(f"demo wall time: {time.monotonic() - t0:.0f} s")
     if stop_ray:

@@ -44,11 +44,16 @@ def dashboard_link(settings: Settings) -> str:
 
 
 def _progress(counts: dict[str, int], n_trials: int) -> list[dict[str, Any]]:
-    """Bar segments in status order: status, count and width in percent of the sweep's trials."""
+    """Bar segments in status order: status, count, width `pct` and left edge `x`, in percent of the trials."""
     total = max(n_trials, sum(counts.values()), 1)
     order = sorted(TRIAL_STATUSES, key=lambda s: BAR_ORDER.index(s) if s in BAR_ORDER else len(BAR_ORDER))
-    return [{"status": s, "count": counts[s], "pct": round(100.0 * counts[s] / total, 2)}
-            for s in order if counts.get(s)]  # fmt: skip
+    segments: list[dict[str, Any]] = []
+    x = 0.0
+    for s in (s for s in order if counts.get(s)):
+        pct = 100.0 * counts[s] / total
+        segments.append({"status": s, "count": counts[s], "pct": round(pct, 2), "x": round(x, 2)})
+        x += pct
+    return segments
 
 
 def _sweep_summary(session: Session, sweep: Sweep) -> dict[str, Any]:

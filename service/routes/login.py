@@ -1,43 +1,55 @@
-"""Logging in to the results pages: a form that takes an API token and sets it as the `robustgrid_token` cookie
-(HttpOnly, SameSite=Strict), so a browser can open the pages the bearer header guards for API clients. The token
-travels in a POST body, never in a URL; a bad token answers 401 and sets nothing."""
+"""Logging in to the results pages (service.web_sessions): a form that exchanges an API token for a session cookie,
+and logout. Both POSTs refuse a cross-site request (403, nothing set). The token travels in a POST body, never in a
+URL; a bad token answers 401 with the form again and sets nothing."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from service.auth import COOKIE_NAME, authenticate
+from service.deps import SettingsDep
 from service.pages.render import render_page
+from service.web_sessions import (
+    LOGIN_PATH,
+    clear_session_cookies,
+    log_in,
+    log_out,
+    refuse_cross_site,
+    safe_next,
+    set_session_cookie,
+)
 
 router = APIRouter(include_in_schema=False)
 MAX_FORM_BYTES = 4096
 
 
-def _safe_next(target: str) -> str:
-    """Only a path on this site (no scheme, no host): an open redirect would hand the cookie's owner elsewhere."""
-    return target if target.startswith("/") and not target.startswith("//") else "/"
-
-
-@router.get("/login", response_class=HTMLResponse)
+@router.get(LOGIN_PATH, response_class=HTMLResponse)
 def login_form(next: str = "/") -> HTMLResponse:
-    return HTMLResponse(render_page("login.html", next=_safe_next(next), error=None))
+    return HTMLResponse(render_page("login.html", next=safe_next(next), error=None))
 
 
-@router.post("/login")
-async def login(request: Request) -> RedirectResponse:
+@router.post(LOGIN_PATH)
+async def login(request: Request, settings: SettingsDep) -> Response:
+    refuse_cross_site(request)
     form = parse_qs((await request.body())[:MAX_FORM_BYTES].decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
-    authenticate(request, token)  # 401 (and no cookie) for a missing, unknown or revoked token
-    response = RedirectResponse(_safe_next((form.get("next") or ["/"])[0]), status_code=303)
-    response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="strict", max_age=30 * 24 * 3600)
+    next_url = safe_next((form.get("next") or ["/"])[0])
+    try:
+        session_id = log_in(request, token)
+    except HTTPException as e:  # 401: a missing, unknown or revoked token; the form again, nothing set
+        return HTMLResponse(render_page("login.html", next=next_url, error=e.detail), status_code=e.status_code,
+                            headers=e.headers)
+    response = RedirectResponse(next_url, status_code=303)
+    set_session_cookie(response, session_id, settings)
     return response
 
 
 @router.post("/logout")
-def logout() -> RedirectResponse:
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE_NAME)
+def logout(request: Request, settings: SettingsDep) -> RedirectResponse:
+    refuse_cross_site(request)
+    log_out(request)
+    response = RedirectResponse(LOGIN_PATH, status_code=303)
+    clear_session_cookies(response, settings)
     return response

@@ -1,13 +1,12 @@
 """The results page (HTML) and the interactive API docs served from local assets. Thin: each route calls one view
-of service.pages.views and fills a template. Every route here is on `router`, so a dependency (auth by cookie or
-token) added at `APIRouter(dependencies=[...])` or at `include_router` covers the whole page."""
+of service.pages.views and fills a template. Every route here is on `router`, so a dependency (a login or a token;
+service.auth.require_page_user: 303 to the login form without one) added at `include_router` covers every page."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 
 from db.contract import DEFAULT_ATTACK
@@ -24,7 +23,6 @@ router = APIRouter(include_in_schema=False)
 STATIC_PREFIX = "/static"
 DOCS_PATH = "/docs"
 OPENAPI_PATH = "/openapi.json"  # service.app serves the schema there
-OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
 
 
 def _http(e: Exception) -> HTTPException:
@@ -37,7 +35,7 @@ def _http(e: Exception) -> HTTPException:
 @router.get("/", response_class=HTMLResponse)
 def index(session: SessionDep, settings: SettingsDep, principal: PageUserDep) -> HTMLResponse:
     view = index_view(session, settings=settings, visible_to=principal.visible_owner)
-    return HTMLResponse(render_page("index.html", **view))
+    return HTMLResponse(render_page("index.html", user=principal.owner, **view))
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
@@ -49,7 +47,7 @@ def sweep_page(sweep_id: SweepId, session: SessionDep, principal: PageUserDep, s
                           attack=attack, checkpoint=checkpoint)
     except (NotFound, SpecError) as e:
         raise _http(e) from None
-    return HTMLResponse(render_page("sweep.html", **view))
+    return HTMLResponse(render_page("sweep.html", user=principal.owner, **view))
 
 
 @router.get("/compare", response_class=HTMLResponse)
@@ -60,19 +58,11 @@ def compare(run: int, session: SessionDep, principal: PageUserDep, reference: An
         view = compare_view(session, run=run, reference=reference, attack=attack, x=x)
     except (NotFound, SpecError) as e:
         raise _http(e) from None
-    return HTMLResponse(render_page("compare.html", **view))
+    return HTMLResponse(render_page("compare.html", user=principal.owner, **view))
 
 
 @router.get(DOCS_PATH, response_class=HTMLResponse)
 def docs(request: Request) -> HTMLResponse:
-    """Swagger UI from /static/swagger-ui (swagger-ui-dist 5, vendored): no CDN, works offline."""
-    return get_swagger_ui_html(
-        openapi_url=OPENAPI_PATH, title=f"{request.app.title} API",
-        swagger_js_url=f"{STATIC_PREFIX}/swagger-ui/swagger-ui-bundle.js",
-        swagger_css_url=f"{STATIC_PREFIX}/swagger-ui/swagger-ui.css", swagger_favicon_url=f"{STATIC_PREFIX}/favicon.png",
-        oauth2_redirect_url=OAUTH2_REDIRECT_PATH, swagger_ui_parameters={"validatorUrl": None})  # fmt: skip
-
-
-@router.get(OAUTH2_REDIRECT_PATH, response_class=HTMLResponse)
-def docs_oauth2_redirect() -> HTMLResponse:
-    return get_swagger_ui_oauth2_redirect_html()
+    """Swagger UI from /static/swagger-ui (swagger-ui-dist 5, vendored) started by /static/swagger-init.js: no CDN,
+    no inline script (the Content-Security-Policy allows none). Its schema request carries the login cookie."""
+    return HTMLResponse(render_page("docs.html", title=f"{request.app.title} API", openapi_url=OPENAPI_PATH))

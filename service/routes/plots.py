@@ -1,5 +1,7 @@
 """Plots as PNG or SVG: a sweep's Pareto scatter, depth heatmap, eps plot and lambda x width lines; a trial's
-training curves. Thin: each route builds the options, calls one function of service.plots and renders."""
+training curves. Thin: each route builds the options, calls one function of service.plots and renders. The results
+pages embed and link these, so they take a page login as well as a bearer token (service.auth.require_reader):
+every route here is a GET that changes nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from db.contract import DEFAULT_ATTACK
 from db.results import NoMatch
 from db.sweeps import NotFound
 from search_spaces.spec import SpecError
-from service.deps import PrincipalDep, SessionDep, SweepId, TrialId
+from service.deps import ReaderDep, SessionDep, SweepId, TrialId
 from service.errors import unprocessable
 from service.plots import MEDIA_TYPES, PlotOptions, render, sweep_figure, trial_figure
 from service.visibility import check_visible, visible_trial
@@ -37,7 +39,7 @@ def _http(e: Exception) -> HTTPException:
 
 @router.get("/sweeps/{sweep_id}/plots/{kind}.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)
 def sweep_plot(
-    sweep_id: SweepId, kind: SweepKind, fmt: Format, session: SessionDep, principal: PrincipalDep,
+    sweep_id: SweepId, kind: SweepKind, fmt: Format, session: SessionDep, principal: ReaderDep,
     x: Annotated[Literal["params", "macs"], Query(description="Pareto x axis")] = "params",
     metric: Annotated[str, Query(description="numeric result field: Pareto / lambda-width y, heatmap colour")] =
         "robust_acc",
@@ -57,7 +59,7 @@ def sweep_plot(
 
 
 @router.get("/trials/{trial_id}/plots/curves.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)
-def trial_plot(trial_id: TrialId, fmt: Format, session: SessionDep, principal: PrincipalDep) -> Response:
+def trial_plot(trial_id: TrialId, fmt: Format, session: SessionDep, principal: ReaderDep) -> Response:
     """Training curves of a trial: natural risk vs robust regularisation, stability, validation robust accuracy."""
     visible_trial(session, principal, trial_id)
     try:

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from db.engine import default_sqlite_url, downgrade, make_engine, upgrade
 from db.models import Base
 
-TABLES = {"sweeps", "trials", "epoch_metrics", "final_results", "api_tokens"}
-HEAD = "0007"
+TABLES = {"sweeps", "trials", "epoch_metrics", "final_results", "api_tokens", "web_sessions"}
+HEAD = "0008"
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -133,6 +133,34 @@ def test_0006_copies_the_trials_sweep_params_and_macs_onto_final_rows(engine) ->
     assert not {"sweep_id", "params", "macs"} & {c["name"] for c in inspect(engine).get_columns("final_results")}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT n_robust FROM final_results")).scalar_one() == 25
+
+
+def test_0008_adds_web_sessions_tied_to_their_token_and_drops_them_down(engine) -> None:
+    """0008 creates web_sessions (a session id's hash, its token, an expiry): unique hashes, a session cannot name a
+    missing token, deleting the token deletes its sessions; the downgrade drops the table and keeps the tokens."""
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO api_tokens (id, token_hash, prefix, scope, owner, created_at) "
+                          "VALUES (1, 'th', 'rg_x', 'read', 'lena', '2026-01-01 00:00:00+00:00')"))
+        conn.execute(text("INSERT INTO web_sessions (session_hash, token_id, created_at, expires_at) "
+                          "VALUES ('sh', 1, '2026-01-01 00:00:00+00:00', '2026-01-01 12:00:00+00:00')"))
+    for values in ("('sh', 1, ", "('sh2', 9, "):  # a second 'sh'; a token that does not exist
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text("INSERT INTO web_sessions (session_hash, token_id, created_at, expires_at) VALUES "
+                              + values + "'2026-01-01 00:00:00+00:00', '2026-01-01 12:00:00+00:00')"))
+    insp = inspect(engine)
+    assert {("token_id",), ("expires_at",)} <= {tuple(ix["column_names"]) for ix in insp.get_indexes("web_sessions")}
+    downgrade(engine, "0007")
+    assert "web_sessions" not in _tables(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT owner FROM api_tokens")).scalar_one() == "lena"
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO web_sessions (session_hash, token_id, created_at, expires_at) "
+                          "VALUES ('sh', 1, '2026-01-01 00:00:00+00:00', '2026-01-01 12:00:00+00:00')"))
+        conn.execute(text("DELETE FROM api_tokens"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM web_sessions")).scalar_one() == 0  # cascaded
 
 
 def test_upgrade_from_another_cwd(tmp_path, monkeypatch) -> None:

@@ -1,5 +1,5 @@
-"""API tokens: every route but the health check answers 401 without a token (found by walking the app's routes, so
-a new route is covered the day it is added), read tokens cannot write (403), revoked tokens are refused, sweeps
+"""API tokens: every route but the health check answers 401 without a token (a page: 303 to the login form; found
+by walking the app's routes, so a new route is covered the day it is added), read tokens cannot write (403), revoked tokens are refused, sweeps
 record their owner and a token sees only its owner's sweeps and the imported references (admin: all), and a token
 is never stored, logged or returned after `token create` printed it. No Ray: launches go to a closed port."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from urllib.parse import urlencode
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +25,13 @@ from db.models import ApiToken, Sweep
 from db.sweeps import create_sweep
 from db.tokens import TokenNotFound, create_token, revoke_token
 from service.app import create_app
-from service.auth import COOKIE_NAME, hash_token
+from service.auth import SESSION_COOKIE, hash_token
 from service.cli import app as cli
 from service.settings import Settings
 
-PUBLIC = {"/api/v1/health", "/login", "/logout"}  # the login form sets the pages' cookie from a token
+PUBLIC = {"/api/v1/health", "/login", "/logout"}  # the login form exchanges a token for a page login
+PAGES = {"/", "/sweeps/1", "/compare", "/docs"}  # HTML: without a credential, 303 to /login?next=<the page>
+SAME_SITE = {"Origin": "http://testserver"}  # what a browser sends with a form of the TestClient's own site
 READ_ONLY_POSTS = {"/api/v1/plan", "/login", "/logout"}  # a plan runs and stores nothing; logging in needs no scope
 TINY = {"depths": [[1], [1], [1]], "widths": [[1], [1], [1]], "dataset": "synthetic", "n_train": [64],
         "training": {"epochs": 1, "batch_size": 32, "val_size": 32, "n_test": 32}}
@@ -76,14 +79,43 @@ def test_every_route_but_health_answers_401_without_a_token(app: FastAPI, client
     paths = {p for _, p in ops}
     assert {"/api/v1/sweeps", "/api/v1/results", "/openapi.json", "/api/v1/sweeps/1/cancel"} <= paths  # the walk works
     assert len(ops) >= 15
+    assert PAGES <= paths
+    token = new_token(app, scope="admin", owner="root")
     for method, path in ops:
         if path in PUBLIC:
             continue
-        for headers in ({}, bearer("rg_not-a-token"), {"Authorization": "Basic dXNlcjpwdw=="}):
-            r = client.request(method, path, headers=headers, json={})
-            assert r.status_code == 401, (method, path, headers, r.status_code, r.text)
-            assert r.headers["www-authenticate"] == "Bearer"
+        # no credential, a Basic header, a stale or made-up login cookie, the API token itself as the cookie
+        for headers in ({}, {"Authorization": "Basic dXNlcjpwdw=="}, {"Cookie": f"{SESSION_COOKIE}=rgs_made-up"},
+                        {"Cookie": f"{SESSION_COOKIE}={token}"}, {"Cookie": f"robustgrid_token={token}"}):
+            r = client.request(method, path, headers=headers, json={}, follow_redirects=False)
+            if path in PAGES:
+                assert r.status_code == 303, (method, path, headers, r.status_code, r.text)
+                assert r.headers["location"] == "/login?" + urlencode({"next": path})
+            else:
+                assert r.status_code == 401, (method, path, headers, r.status_code, r.text)
+                assert r.headers["www-authenticate"] == "Bearer"
+        r = client.request(method, path, headers=bearer("rg_not-a-token"), json={}, follow_redirects=False)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", (method, path)  # pages too
     assert client.get("/api/v1/health").status_code == 200
+
+
+def test_a_page_login_reads_only_what_a_page_shows_and_never_writes(app: FastAPI, client: TestClient) -> None:
+    """The login cookie (of an admin) works on the pages, their plots and the schema; on every other route, and on
+    every route that is not a GET, it is no credential at all (401): a cookie can never cause a write (CSRF)."""
+    token = new_token(app, scope="admin", owner="root")
+    assert client.post("/login", data={"token": token}, headers=SAME_SITE, follow_redirects=False).status_code == 303
+    cookie_routes = {"/", "/docs", "/openapi.json", "/sweeps/1", "/compare", "/api/v1/sweeps/1/plots/1.1",
+                     "/api/v1/trials/1/plots/curves.1"}  # path parameters filled with 1 (422 for a plot kind)
+    for method, path in operations(app):
+        if path in PUBLIC:
+            continue
+        r = client.request(method, path, json={}, follow_redirects=False)
+        if method == "GET" and path in cookie_routes:
+            assert r.status_code not in (401, 403), (method, path, r.status_code)  # 200, or 404 / 422: no sweep 1
+            assert r.status_code != 303, (method, path)
+        else:
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+    assert client.get("/").status_code == 200 and client.get("/openapi.json").status_code == 200
 
 
 def test_read_tokens_cannot_write_and_revoked_tokens_are_refused(app: FastAPI, client: TestClient) -> None:
@@ -134,9 +166,13 @@ def test_sweeps_record_their_owner_and_tokens_see_their_own_and_the_references(a
     assert r.status_code == 404 and r.json() == {"detail": f"sweep {ids['other']} not found"}
 
 
-def test_pages_and_the_schema_take_the_cookie_api_routes_only_the_header(app: FastAPI, client: TestClient) -> None:
+def test_pages_and_the_schema_take_a_login_api_routes_only_the_header(app: FastAPI, client: TestClient) -> None:
     token = new_token(app, scope="read", owner="rita")
-    client.cookies.set(COOKIE_NAME, token)
+    client.cookies.set("robustgrid_token", token)  # what earlier versions set: no longer a credential
+    assert client.get("/openapi.json").status_code == 401
+    assert client.get("/", follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    assert client.post("/login", data={"token": token}, headers=SAME_SITE, follow_redirects=False).status_code == 303
     assert client.get("/openapi.json").status_code == 200
     assert client.get("/").status_code == 200
     assert client.get("/api/v1/sweeps").status_code == 401  # API clients send the header
@@ -153,6 +189,7 @@ def test_pages_and_the_schema_take_the_cookie_api_routes_only_the_header(app: Fa
                 continue
             assert {"HTTPBearer": []} in op["security"], (method, path)
             assert "401" in op["responses"], (method, path)
+            assert ({"APIKeyCookie": []} in op["security"]) == ("/plots/" in path), (method, path)
 
 
 def test_tokens_are_hashed_and_never_logged_or_returned(settings: Settings, caplog: pytest.LogCaptureFixture,
@@ -202,17 +239,19 @@ def test_token_store_refuses_bad_input(settings: Settings) -> None:
     assert bad.exit_code == 2 and "error: token: no token with id or prefix 'nope'" in bad.output
 
 
-def test_login_form_sets_the_pages_cookie_only_for_a_valid_token(app: FastAPI, client: TestClient) -> None:
+def test_login_form_sets_a_session_cookie_only_for_a_valid_token(app: FastAPI, client: TestClient) -> None:
     token = new_token(app, scope="read", owner="lena")
     client.cookies.clear()
     assert client.get("/login").status_code == 200 and 'name="token"' in client.get("/login").text
-    bad = client.post("/login", data={"token": "rg_wrong"}, follow_redirects=False)
-    assert bad.status_code == 401 and "robustgrid_token" not in bad.headers.get("set-cookie", "")
-    good = client.post("/login", data={"token": token, "next": "//evil.example/x"}, follow_redirects=False)
+    bad = client.post("/login", data={"token": "rg_wrong"}, headers=SAME_SITE, follow_redirects=False)
+    assert bad.status_code == 401 and "set-cookie" not in bad.headers
+    assert "unknown API token" in bad.text and 'name="token"' in bad.text  # the form again, with the reason
+    good = client.post("/login", data={"token": token, "next": "//evil.example/x"}, headers=SAME_SITE,
+                       follow_redirects=False)
     assert good.status_code == 303 and good.headers["location"] == "/"  # no open redirect
     cookie = good.headers["set-cookie"]
-    assert "robustgrid_token=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert f"{SESSION_COOKIE}=rgs_" in cookie and token not in cookie
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie and "Secure" not in cookie
     assert client.get("/").status_code == 200  # the page now reads the cookie
-    client.post("/logout", follow_redirects=False)
-    client.cookies.clear()
-    assert client.get("/").status_code == 401
+    assert client.post("/logout", headers=SAME_SITE, follow_redirects=False).status_code == 303
+    assert client.get("/", follow_redirects=False).status_code == 303

@@ -38,7 +38,8 @@ class _DefaultToken:
 @contextmanager
 def running_api(settings: Settings, *, scope: str | None = "admin") -> Iterator[str]:
     """Serve create_app(settings) on settings.api_port until the block ends; yields the /api/v1 base URL. Requests
-    without an Authorization header act as a new token of `scope` (None: they carry no token)."""
+    without an Authorization header act as a new token of `scope`. scope None serves the app as it is, adding
+    nothing to any request: what a browser test needs (it logs in through the form and holds only the cookie)."""
     app = create_app(settings)
     served: ASGIApp = app if scope is None else _DefaultToken(app, new_token(app, scope=scope))
     server = uvicorn.Server(uvicorn.Config(served, host="127.0.0.1", port=settings.api_port, log_level="warning"))
