@@ -50,14 +50,15 @@ def _export_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def render_csv(rows: list[dict[str, Any]]) -> str:
-    """The rows as CSV (the columns of `export_columns`), text cells defused against formula injection
-    (service.csv_cells: `=HYPERLINK(...)` is written `'=HYPERLINK(...)`; numbers, -0.5 too, stay numbers)."""
+    """The rows as CSV (RFC 4180: CRLF line ends, so a cell holding a CR or LF is quoted; the columns of
+    `export_columns`), text cells defused against formula injection (service.csv_cells: `=HYPERLINK(...)` is
+    written `'=HYPERLINK(...)`; numbers, -0.5 too, stay numbers)."""
     df = _export_frame(rows)
     for c in df.columns:
-        if df[c].dtype == object:
+        if not pd.api.types.is_numeric_dtype(df[c]):  # text (pandas' str or object dtype); numbers untouched
             df[c] = df[c].map(defuse)
     buf = io.StringIO()
-    df.to_csv(buf, index=False)
+    df.to_csv(buf, index=False, lineterminator="\r\n")  # RFC 4180; with "\n" alone a CR in a cell went unquoted
     return buf.getvalue()
 
 
