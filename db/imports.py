@@ -163,6 +163,10 @@ def _typed(name: str, v: Any) -> Any:
     return text
 
 
+_UNSTORABLE = ("text that is not UTF-8 (a lone surrogate) or holds a NUL, a number that is not finite or an integer "
+               "beyond 64 bits")
+
+
 def _storable(v: Any) -> bool:
     """`v` (a kept extra column: any JSON) can be stored: text encodes as UTF-8 (no lone surrogates), numbers are
     finite, integers fit in 64 bits (JSON readers beyond Python's round larger ones)."""
@@ -235,11 +239,11 @@ def parse_row(n: int, raw: dict[str, Any], count: Counter | None) -> _Row:
     extras: dict[str, Any] = {}
     for name, v in raw.items():
         name = str(name).strip()
-        if not _storable(name) or not (_blank(v) or _storable(v)):
-            raise ImportRejected(n, name.encode("utf-8", "backslashreplace").decode(),
-                                 "not storable: text that is not UTF-8 (a lone surrogate) or holds a NUL, a number "
-                                 "that is not finite or an integer beyond 64 bits")
+        if not _storable(name):
+            raise ImportRejected(n, name.encode("utf-8", "backslashreplace").decode(), f"not storable: {_UNSTORABLE}")
         if name not in RESULT_FIELDS or name in NOT_OURS:
+            if not _blank(v) and not _storable(v):
+                raise ImportRejected(n, name, f"not storable: {_UNSTORABLE}")
             if not _blank(v):
                 extras[name] = v
             continue
@@ -252,6 +256,8 @@ def parse_row(n: int, raw: dict[str, Any], count: Counter | None) -> _Row:
         except (TypeError, ValueError) as e:
             what = {int: "an integer", float: "a number", list: "a list of numbers"}.get(FIELD_TYPES[name], "text")
             raise ImportRejected(n, name, f"{_shown(v)} is not {what} ({e})") from None
+        if not _storable(vals[name]):
+            raise ImportRejected(n, name, f"not storable: {_UNSTORABLE}")
     _check_values(n, vals)
     if "lam" not in vals:
         vals["lam"], extras["lam_not_stated"] = None, True
@@ -329,7 +335,7 @@ def import_rows(session: Session, *, name: str, rows: Sequence[dict[str, Any]], 
     ValueError when no row is left to store."""
     for what, text in (("name", name), ("source", source)):
         if not _storable(text):
-            raise NotStorable(what, "text that is not UTF-8 (a lone surrogate) or holds a NUL cannot be stored")
+            raise NotStorable(what, f"not storable: {_UNSTORABLE}")
     if session.scalar(select(Sweep.id).where(Sweep.name == name)) is not None:
         raise SweepExists(f"sweep {name!r} already exists")
     parsed, skipped = validate_rows(rows, count=count, skip_invalid=skip_invalid)
