@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from db.imports import ImportRejected
@@ -46,21 +47,36 @@ def _bad_byte(text: str) -> str | None:
     return None if bad is None else f"0x{ord(bad.group()) - 0xDC00:02x}"
 
 
+def _parsed(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The reader's rows; a text the csv module cannot parse (a cell beyond its field limit, a stray quote in
+    strict dialects) is ImportRejected naming the row (0: the header) and "row"."""
+    n = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise ImportRejected(n, "row", f"not CSV: {e}") from None
+        n += bool(cells)  # blank lines are not rows
+        yield cells
+
+
 def read_csv_rows(data: bytes | str) -> list[dict[str, Any]]:
     """The data rows of a CSV file (UTF-8, with or without a BOM) as dicts: header names as keys, cells as text with
     `undefuse` applied. Row 1 is the first data row after the header; blank lines are skipped. ImportRejected naming
-    the row and the field for a byte that is not UTF-8 (row 0 for the header) and for a row with more or fewer
-    cells than the header."""
+    the row and the field for a byte that is not UTF-8 (row 0 for the header), for a row with more or fewer cells than
+    the header, and for text the csv module cannot parse."""
     text = data.decode("utf-8-sig", errors="surrogateescape") if isinstance(data, bytes) else data
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, [])
+    lines = _parsed(csv.reader(io.StringIO(text, newline="")))
+    header = next(lines, [])
     for k, name in enumerate(header, start=1):
         if (byte := _bad_byte(name)) is not None:
             raise ImportRejected(0, f"column {k}", f"the header has byte {byte}, which is not UTF-8 "
                                                    f"(save the file as UTF-8)")
     names = [h.strip() for h in header]
     rows: list[dict[str, Any]] = []
-    for cells in reader:
+    for cells in lines:
         if not cells:
             continue
         n = len(rows) + 1
