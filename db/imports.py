@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.contract import (
@@ -49,7 +50,7 @@ from db.contract import (
 )
 from db.fields import TRIAL_STATUSES
 from db.models import INT64_MAX, RESULT_INT_LIMITS, RESULT_STR_LENGTHS, EpochMetric, FinalResult, Sweep, Trial
-from db.sweeps import SweepExists
+from db.sweeps import name_taken
 
 IMPORT_CODE_VERSION = "imported"
 KEY_FIELDS: tuple[str, ...] = ("arch", "method", "lam", "eps", "norm", "dataset", "n_train", "seed")
@@ -337,7 +338,7 @@ def import_rows(session: Session, *, name: str, rows: Sequence[dict[str, Any]], 
         if not _storable(text):
             raise NotStorable(what, f"not storable: {_UNSTORABLE}")
     if session.scalar(select(Sweep.id).where(Sweep.name == name)) is not None:
-        raise SweepExists(f"sweep {name!r} already exists")
+        raise name_taken(name)
     parsed, skipped = validate_rows(rows, count=count, skip_invalid=skip_invalid)
     if not parsed:
         raise ValueError(f"rows: none of the {len(rows)} rows can be stored"
@@ -348,7 +349,10 @@ def import_rows(session: Session, *, name: str, rows: Sequence[dict[str, Any]], 
     sweep = Sweep(name=name, spec={"imported": True, "source": source, "n_rows": len(parsed)}, status="completed",
                   code_version=IMPORT_CODE_VERSION, n_trials=len(groups), imported=True, source=source)
     session.add(sweep)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as e:  # a concurrent import or submission of the same name won the race
+        raise name_taken(name) from e
     trials = []
     for idx, (key, members) in enumerate(groups.items()):
         config = _config(key, members, source)
