@@ -257,7 +257,7 @@ def parse_row(n: int, raw: dict[str, Any], count: Counter | None) -> _Row:
         except (TypeError, ValueError) as e:
             what = {int: "an integer", float: "a number", list: "a list of numbers"}.get(FIELD_TYPES[name], "text")
             raise ImportRejected(n, name, f"{_shown(v)} is not {what} ({e})") from None
-        if not _storable(vals[name]):
+        if isinstance(vals[name], str) and not _storable(vals[name]):  # numbers are checked by _typed
             raise ImportRejected(n, name, f"not storable: {_UNSTORABLE}")
     _check_values(n, vals)
     if "lam" not in vals:
