@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.contract import (
@@ -48,8 +49,8 @@ from db.contract import (
     check_attack_key,
 )
 from db.fields import TRIAL_STATUSES
-from db.models import EpochMetric, FinalResult, Sweep, Trial
-from db.sweeps import SweepExists
+from db.models import INT64_MAX, RESULT_INT_LIMITS, RESULT_STR_LENGTHS, EpochMetric, FinalResult, Sweep, Trial
+from db.sweeps import name_taken
 
 IMPORT_CODE_VERSION = "imported"
 KEY_FIELDS: tuple[str, ...] = ("arch", "method", "lam", "eps", "norm", "dataset", "n_train", "seed")
@@ -57,6 +58,7 @@ TRIAL_LEVEL: tuple[str, ...] = ("depths", "widths", "params", "macs", "status", 
 NOT_OURS: frozenset[str] = frozenset({"sweep", "trial"})  # another store's identity: kept as provenance
 FRACTIONS = ("clean_acc", "robust_acc", "stability")
 REQUIRED = ("arch", "method", "eps", "norm", "dataset")
+_INT_TEXT = re.compile(r"^[+-]?[0-9]+$")  # int() would also take "1_000" and Unicode digits
 _WRN = re.compile(r"^wrn-d(\d+(?:-\d+)*)-w([0-9.]+(?:-[0-9.]+)*)$")
 
 Counter = Callable[[str, str], "tuple[int, int] | None"]  # (arch, dataset) -> (params, macs) or None
@@ -68,6 +70,14 @@ class ImportRejected(ValueError):
     def __init__(self, row: int, field: str, reason: str):
         super().__init__(f"row {row}: {field}: {reason}")
         self.row, self.field, self.reason = row, field, reason
+
+
+class NotStorable(ValueError):
+    """The sweep's `field` (name, source) cannot be stored; nothing was written."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
 
 
 @dataclass
@@ -99,24 +109,83 @@ def _blank(v: Any) -> bool:
     return v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v))
 
 
+class TooLarge(ValueError):
+    """A value of the right type that its column cannot hold (an integer beyond 32 or 64 bits, text too long)."""
+
+
+def _shown(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else f"{text[:60]}... ({len(text):,} characters)"
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, str | int | float):  # true is not 1, a list is not a number
+        raise TypeError(f"{type(v).__name__} is not a number")
+    f = float(v.strip()) if isinstance(v, str) else float(v)
+    if not math.isfinite(f):
+        raise ValueError(f"{v!r} is not a finite number")
+    return f
+
+
+def _integer(v: Any) -> int:
+    """An exact integer: `9007199254740993` stays ...993 (integer text and JSON integers are read as int, never
+    through a float); `60.0` and `6e1` are 60; `1e30` is an integer too large for any column (caught by the caller)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str) and _INT_TEXT.match(v.strip()):
+        if len(v.strip().lstrip("+-").lstrip("0")) > 19:  # beyond 64 bits whatever follows (and int()'s digit limit)
+            raise TooLarge(f"{_shown(v)} is too large for the store (at most 19 digits)")
+        return int(v.strip())
+    f = _number(v)
+    if not f.is_integer():
+        raise ValueError(f"{v!r} is not an integer")
+    return int(f)
+
+
 def _typed(name: str, v: Any) -> Any:
+    """A cell as the field's type, within what its column holds (ValueError or TypeError otherwise)."""
     kind = FIELD_TYPES[name]
     if kind is int:
-        f = float(v.strip()) if isinstance(v, str) else float(v)
-        if not math.isfinite(f) or not f.is_integer():
-            raise ValueError(f"{v!r} is not an integer")
-        return int(f)
+        i = _integer(v)
+        bound = RESULT_INT_LIMITS.get(name, INT64_MAX)
+        if abs(i) > bound:
+            raise TooLarge(f"{_shown(v)} is too large for the store (at most {bound:,} in magnitude)")
+        return i
     if kind is float:
-        f = float(v.strip()) if isinstance(v, str) else float(v)
-        if not math.isfinite(f):
-            raise ValueError(f"{v!r} is not a finite number")
-        return f
+        return _number(v)
     if kind is list:
         out = json.loads(v) if isinstance(v, str) else v
         if not isinstance(out, list):
             raise ValueError(f"{v!r} is not a list of numbers")
-        return [float(x) for x in out]
-    return str(v).strip()
+        return [_number(x) for x in out]
+    text = str(v).strip()
+    if len(text) > RESULT_STR_LENGTHS.get(name, len(text)):
+        raise TooLarge(f"{len(text):,} characters are too many for the store (at most {RESULT_STR_LENGTHS[name]})")
+    return text
+
+
+_UNSTORABLE = ("text that is not UTF-8 (a lone surrogate) or holds a NUL, a number that is not finite or an integer "
+               "beyond 64 bits")
+
+
+def _storable(v: Any) -> bool:
+    """`v` (a kept extra column: any JSON) can be stored: text encodes as UTF-8 (no lone surrogates), numbers are
+    finite, integers fit in 64 bits (JSON readers beyond Python's round larger ones)."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in v  # PostgreSQL text holds no NUL
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, int):
+        return abs(v) <= INT64_MAX
+    if isinstance(v, list):
+        return all(_storable(x) for x in v)
+    if isinstance(v, dict):
+        return all(_storable(k) and _storable(x) for k, x in v.items())
+    return v is None
 
 
 def _check_values(n: int, vals: dict[str, Any]) -> None:
@@ -171,7 +240,11 @@ def parse_row(n: int, raw: dict[str, Any], count: Counter | None) -> _Row:
     extras: dict[str, Any] = {}
     for name, v in raw.items():
         name = str(name).strip()
+        if not _storable(name):
+            raise ImportRejected(n, name.encode("utf-8", "backslashreplace").decode(), f"not storable: {_UNSTORABLE}")
         if name not in RESULT_FIELDS or name in NOT_OURS:
+            if not _blank(v) and not _storable(v):
+                raise ImportRejected(n, name, f"not storable: {_UNSTORABLE}")
             if not _blank(v):
                 extras[name] = v
             continue
@@ -179,9 +252,13 @@ def parse_row(n: int, raw: dict[str, Any], count: Counter | None) -> _Row:
             continue
         try:
             vals[name] = _typed(name, v)
+        except TooLarge as e:
+            raise ImportRejected(n, name, str(e)) from None
         except (TypeError, ValueError) as e:
             what = {int: "an integer", float: "a number", list: "a list of numbers"}.get(FIELD_TYPES[name], "text")
-            raise ImportRejected(n, name, f"{v!r} is not {what} ({e})") from None
+            raise ImportRejected(n, name, f"{_shown(v)} is not {what} ({e})") from None
+        if isinstance(vals[name], str) and not _storable(vals[name]):  # numbers are checked by _typed
+            raise ImportRejected(n, name, f"not storable: {_UNSTORABLE}")
     _check_values(n, vals)
     if "lam" not in vals:
         vals["lam"], extras["lam_not_stated"] = None, True
@@ -254,10 +331,14 @@ def _config(key: tuple[Any, ...], rows: list[_Row], source: str | None) -> dict[
 def import_rows(session: Session, *, name: str, rows: Sequence[dict[str, Any]], source: str | None = None,
                 count: Counter | None = None, skip_invalid: bool = False) -> ImportResult:
     """Validate `rows` and write them as the imported sweep `name` in the caller's transaction (flushes).
-    ImportRejected (nothing written) for a bad row unless `skip_invalid`; SweepExists for a taken name;
+    ImportRejected (nothing written) for a bad row unless `skip_invalid`; NotStorable for a name or source the
+    store cannot hold; SweepExists for a taken name;
     ValueError when no row is left to store."""
+    for what, text in (("name", name), ("source", source)):
+        if not _storable(text):
+            raise NotStorable(what, f"not storable: {_UNSTORABLE}")
     if session.scalar(select(Sweep.id).where(Sweep.name == name)) is not None:
-        raise SweepExists(f"sweep {name!r} already exists")
+        raise name_taken(name)
     parsed, skipped = validate_rows(rows, count=count, skip_invalid=skip_invalid)
     if not parsed:
         raise ValueError(f"rows: none of the {len(rows)} rows can be stored"
@@ -268,7 +349,10 @@ def import_rows(session: Session, *, name: str, rows: Sequence[dict[str, Any]], 
     sweep = Sweep(name=name, spec={"imported": True, "source": source, "n_rows": len(parsed)}, status="completed",
                   code_version=IMPORT_CODE_VERSION, n_trials=len(groups), imported=True, source=source)
     session.add(sweep)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as e:  # a concurrent import or submission of the same name won the race
+        raise name_taken(name) from e
     trials = []
     for idx, (key, members) in enumerate(groups.items()):
         config = _config(key, members, source)

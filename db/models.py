@@ -255,3 +255,27 @@ class WebSession(Base):
     token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# ------------------------------------------------------------------------- what a result column can hold
+
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+
+
+def _column_limits() -> tuple[dict[str, int], dict[str, int]]:
+    """({integer column: its largest magnitude}, {string column: its most characters}) over the result tables,
+    the narrowest where tables share a name (PostgreSQL's INTEGER is 32 bits, BIGINT 64; SQLite takes more, so
+    checking these keeps both backends alike)."""
+    ints: dict[str, int] = {}
+    chars: dict[str, int] = {}
+    for table in (Trial, EpochMetric, FinalResult):
+        for col in table.__table__.columns:
+            if isinstance(col.type, BigInteger | Integer):  # BigInteger subclasses Integer
+                bound = INT64_MAX if isinstance(col.type, BigInteger) else INT32_MAX
+                ints[col.name] = min(bound, ints.get(col.name, bound))
+            elif isinstance(col.type, String) and not isinstance(col.type, Text) and col.type.length:
+                chars[col.name] = min(col.type.length, chars.get(col.name, col.type.length))
+    return ints, chars
+
+
+RESULT_INT_LIMITS, RESULT_STR_LENGTHS = _column_limits()

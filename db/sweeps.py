@@ -30,6 +30,12 @@ class SweepExists(ValueError):
     """A sweep with this name already exists."""
 
 
+def name_taken(name: str) -> SweepExists:
+    """The one answer to a taken name, whoever's sweep holds it: names are unique across owners (the CLI addresses
+    sweeps by name), and the answer names no sweep, id or owner."""
+    return SweepExists(f"sweep name {name!r} is taken; choose another")
+
+
 class NotFound(LookupError):
     """No sweep or trial with this id."""
 
@@ -53,14 +59,14 @@ def create_sweep(
             raise ValueError(f"trial {i}: unknown trial field(s) {unknown}")
         _check(t.get("status", "queued"), TRIAL_STATUSES, f"trial {i}")
     if session.scalar(select(Sweep.id).where(Sweep.name == name)) is not None:
-        raise SweepExists(f"sweep {name!r} already exists")
+        raise name_taken(name)
     sweep = Sweep(name=name, spec=spec, status="queued", code_version=code_version, n_trials=len(trials),
                   owner=owner)
     session.add(sweep)
     try:
         session.flush()  # no savepoint (pysqlite's legacy transactions make SAVEPOINTs unreliable)
     except IntegrityError as e:  # a concurrent insert of the same name won the race
-        raise SweepExists(f"sweep {name!r} already exists") from e
+        raise name_taken(name) from e
     set_committed_value(sweep, "trials", [])  # a new sweep has no trials: no lazy load, usable after the session
     sweep.trials.extend(
         Trial(**{"idx": i, "status": "queued", "code_version": code_version, **t}) for i, t in enumerate(trials)

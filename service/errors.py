@@ -60,8 +60,13 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: _described("The Ray head ca
 
 def short_input(value: Any, limit: int = INPUT_ECHO_CHARS) -> Any:
     """`value` as a validation error may quote it: unchanged when short, else the start of its JSON text and how
-    long it was, so an error never echoes a large input back."""
-    text = value if isinstance(value, str) else json.dumps(jsonable_encoder(value), default=str)
+    long it was, so an error never echoes a large input back. Text that cannot be written as UTF-8 (a lone surrogate
+    from a JSON `\\ud800` escape) is quoted with backslash escapes instead of failing the answer."""
+    text = value if isinstance(value, str) else json.dumps(jsonable_encoder(value), default=str, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = value = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) <= limit:
         return value
     return f"{text[:limit]}... ({len(text):,} characters)"

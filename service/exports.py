@@ -10,6 +10,7 @@ import pandas as pd
 
 from db.contract import INT_FIELDS, LIST_FIELDS, RESULT_FIELDS
 from db.stats import SE_FIELDS, SE_METRICS
+from service.csv_cells import defuse
 
 # The CLI table's default columns: identity, the metrics with their counts, time. Any result field can be asked for.
 TABLE_COLUMNS = ["sweep", "trial", "arch", "params", "macs", "method", "lam", "eps", "checkpoint", "epoch", "attack",
@@ -48,6 +49,19 @@ def _export_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
+def render_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV (RFC 4180: CRLF line ends, so a cell holding a CR or LF is quoted; the columns of
+    `export_columns`), text cells defused against formula injection (service.csv_cells: `=HYPERLINK(...)` is
+    written `'=HYPERLINK(...)`; numbers, -0.5 too, stay numbers)."""
+    df = _export_frame(rows)
+    for c in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[c]):  # text (pandas' str or object dtype); numbers untouched
+            df[c] = df[c].map(defuse)
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, lineterminator="\r\n")  # RFC 4180; with "\n" alone a CR in a cell went unquoted
+    return buf.getvalue()
+
+
 def render_parquet(rows: list[dict[str, Any]]) -> bytes:
     """The rows as a Parquet file (pandas with pyarrow), columns as in CSV."""
     buf = io.BytesIO()
@@ -66,15 +80,13 @@ def _pm(rows: list[dict[str, Any]], cols: list[str]) -> pd.DataFrame:
 
 
 def render_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str] | None = None) -> str:
-    """`json` (every field), `csv` (every result field, in the contract's order, then the standard errors the rows
-    carry) or `table` (`columns`, default TABLE_COLUMNS, dropping those empty in every row; an accuracy with its
+    """`json` (every field), `csv` (render_csv: every result field, in the contract's order, then the standard errors
+    the rows carry; text cells defused) or `table` (`columns`, default TABLE_COLUMNS, dropping those empty in every row; an accuracy with its
     standard error reads `0.184 ± 0.017`)."""
     if fmt == "json":
         return json.dumps(rows, indent=1, default=str)
     if fmt == "csv":
-        buf = io.StringIO()
-        _export_frame(rows).to_csv(buf, index=False)
-        return buf.getvalue()
+        return render_csv(rows)
     if fmt != "table":
         raise ValueError(f"format: {fmt!r} is not one of table, csv, json")
     if not rows:

@@ -11,8 +11,6 @@ model with neither parameters nor MACs, a duplicated measurement) are left out, 
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections import Counter
 from pathlib import Path
@@ -25,6 +23,7 @@ from db.imports import ImportResult, import_rows, wrn_shape
 from db.models import Sweep
 from search_spaces.catalog import DATASETS
 from search_spaces.counting import analytic_counts
+from service.csv_cells import read_csv_rows
 
 log = logging.getLogger(__name__)
 PUBLISHED_PREFIX = "published-"
@@ -44,21 +43,17 @@ def count_wrn(arch: str, dataset: str) -> tuple[int, int] | None:
     return analytic_counts("wrn", depths, widths, info["num_classes"], info["channels"], info["image_size"])
 
 
-def read_csv_rows(text: str) -> list[dict[str, Any]]:
-    """The data rows of a CSV text as dicts (header names as keys, cells as text)."""
-    return list(csv.DictReader(io.StringIO(text)))
-
-
 def import_rows_counted(session: Session, *, name: str, rows: list[dict[str, Any]], source: str | None,
                         skip_invalid: bool = False) -> ImportResult:
     """db.imports.import_rows with params and MACs counted for WRN keys where the rows lack them."""
     return import_rows(session, name=name, rows=rows, source=source, count=count_wrn, skip_invalid=skip_invalid)
 
 
-def import_csv(session: Session, *, name: str, text: str, source: str | None,
+def import_csv(session: Session, *, name: str, data: bytes | str, source: str | None,
                skip_invalid: bool = False) -> ImportResult:
-    """A CSV text's data rows (row 1: the line after the header) imported as `import_rows_counted`."""
-    return import_rows_counted(session, name=name, rows=read_csv_rows(text), source=source,
+    """A CSV file's data rows (row 1: the first after the header; service.csv_cells.read_csv_rows, which rejects a
+    ragged row or a byte that is not UTF-8 whatever `skip_invalid` says) imported as `import_rows_counted`."""
+    return import_rows_counted(session, name=name, rows=read_csv_rows(data), source=source,
                                skip_invalid=skip_invalid)
 
 
@@ -78,7 +73,7 @@ def load_published(sessions: sessionmaker[Session], published_dir: str | Path | 
         with sessions.begin() as s:
             if s.scalar(select(Sweep.id).where(Sweep.name == name)) is not None:
                 continue
-            result = import_csv(s, name=name, text=path.read_text(), skip_invalid=True,
+            result = import_csv(s, name=name, data=path.read_bytes(), skip_invalid=True,
                                 source=f"published results, {path.name} (see {root / 'README.md'})")
         reasons = Counter(f"{e.field}: {e.reason.split(';')[0][:70]}" for e in result.skipped)
         log.info("published references: %s <- %s: %d trials, %d final rows; %d rows left out (%s)", name, path.name,

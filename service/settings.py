@@ -6,11 +6,14 @@ the values travel to Ray job drivers that run in another working directory.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_database_url() -> str:
@@ -34,6 +37,10 @@ class Settings(BaseSettings):
 
     database_url: str = Field(default_factory=_default_database_url)  # SQLAlchemy URL
     data_root: str | None = None  # where datasets live or are downloaded to
+    # where a request's `data_root` may point besides `data_root` itself: it must resolve (symlinks and `..`
+    # followed) inside one of these (service.submission.data_root_of). Environment: paths separated by ':' or a
+    # JSON list. Empty (the default): requests may name `data_root` or a directory below it, nothing else.
+    data_roots: Annotated[list[str], NoDecode] = []
     # "" = start (or reuse) a local Ray head; else the dashboard URL (http://head:8265) or the GCS address
     # (head:6379, dashboard assumed at dashboard_port on the same host).
     ray_address: str = ""
@@ -72,6 +79,16 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_root(cls, value: str | None) -> str | None:  # trials run in other working directories
         return None if not value else str(Path(value).expanduser().resolve())
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_data_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [p for p in text.split(os.pathsep) if p.strip()]
+        if isinstance(value, list):
+            return [str(Path(str(p)).expanduser().resolve()) for p in value]
+        return value
 
     @field_validator("ray_temp_dir")
     @classmethod

@@ -10,6 +10,7 @@ before the trial runs, so the sweep holds exactly the trials the search ran.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,9 +51,27 @@ log = logging.getLogger(__name__)
 
 
 def data_root_of(req: SweepRequest, settings: Settings) -> str | None:
-    """The request's data root (absolute: trials run in other working directories), else the service's."""
-    root = req.data_root or settings.data_root
-    return None if root is None else str(Path(root).expanduser().resolve())
+    """The request's data root, confined to the roots the operator allows (`confined_data_root`), else the
+    service's own; absolute either way (trials run in other working directories)."""
+    if req.data_root:
+        return confined_data_root(req.data_root, settings)
+    return None if settings.data_root is None else str(Path(settings.data_root).expanduser().resolve())
+
+
+def confined_data_root(requested: str, settings: Settings) -> str:
+    """`requested` resolved (symlinks and `..` followed, `~` expanded) when that lies in or below the service's
+    `data_root` or one of its `data_roots`; else SpecError on `data_root`. The error is one sentence whatever the
+    path, so it never tells whether a path outside those roots exists (nor echoes a resolved path: `/proc/self`
+    would name the server's PID). The CLI's own `--data-root` is its settings' `data_root`, so always allowed."""
+    allowed = [Path(os.path.realpath(r)) for r in (settings.data_root, *settings.data_roots) if r]
+    try:
+        real = Path(os.path.realpath(Path(requested).expanduser()))
+    except (OSError, ValueError):  # a NUL byte, a path too long
+        real = None
+    if real is not None and any(real == root or root in real.parents for root in allowed):
+        return str(real)
+    raise SpecError("data_root", "not inside a data root this service allows (the operator lists them in "
+                                 "ROBUSTGRID_DATA_ROOTS; omit data_root to use the service's own)")
 
 
 def resolve_spec(req: SweepRequest) -> SweepSpec:

@@ -102,9 +102,10 @@ def _import_csv(sessions: Any, file: Path | None, name: str | None, source: str 
         fail("sweep: results import needs --sweep NAME (the new reference sweep)")
     try:
         with sessions.begin() as s:
-            result = import_csv(s, name=name, text=file.read_text(), source=source or str(file.resolve()))
+            result = import_csv(s, name=name, data=file.read_bytes(), source=source or str(file.resolve()))
     except ImportRejected as e:
-        fail(f"{file.name}: row {e.row} (line {e.row + 1}): {e.field}: {e.reason}; nothing was imported")
+        where = "the header (line 1)" if e.row == 0 else f"row {e.row} (line {e.row + 1})"
+        fail(f"{file.name}: {where}: {e.field}: {e.reason}; nothing was imported")
     except (SweepExists, ValueError) as e:
         fail(str(e))
     typer.echo(f"imported {result.n_final} final and {result.n_epoch} per-epoch rows as {result.n_trials} trials "

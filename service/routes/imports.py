@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from db.imports import ImportRejected
+from db.imports import ImportRejected, NotStorable
 from db.sweeps import SweepExists
 from service.deps import SessionDep, WriterDep
 from service.errors import BODY_ERRORS, CONFLICT, FORBIDDEN, conflict, unprocessable
@@ -25,6 +25,8 @@ def import_sweep(req: ImportRequest, session: SessionDep, principal: WriterDep) 
             result = import_rows_counted(session, name=req.name, rows=req.rows, source=req.source)
     except ImportRejected as e:
         raise unprocessable(f"rows.{e.row}.{e.field}", e.reason) from None
+    except NotStorable as e:
+        raise unprocessable(e.field, e.reason) from None
     except SweepExists as e:
         raise conflict(str(e)) from None
     except ValueError as e:

@@ -3,11 +3,15 @@ the row and the field; extra columns are kept as provenance."""
 
 from __future__ import annotations
 
+import math
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -119,3 +123,35 @@ def test_what_a_reference_does_not_state_stays_null(sessions: Any) -> None:
         (t,) = s.query(Trial).all()
         assert (t.params, t.macs, t.lam) == (1_000_000, None, None)
         assert t.config["imported"]["rows"][0]["lam_not_stated"] is True
+
+
+# ------------------------------------------------------------------ any JSON value, on SQLite and PostgreSQL
+
+_ANY_TEXT = st.text(max_size=8) | st.sampled_from(["a\x00b", "\ud800", "x" * 201, "=1+1"])
+_ANY_VALUE = (st.integers(-(2**70), 2**70) | st.floats() | st.booleans() | st.none() | _ANY_TEXT
+              | st.lists(st.floats(), max_size=2))
+_FIELDS = ("params", "n_total", "n_train", "seed", "epoch", "robust_acc", "arch", "method", "note")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(_FIELDS), _ANY_VALUE, max_size=3))
+def test_any_json_row_is_stored_exactly_or_rejected_naming_its_field(factory: Any, over: dict[str, Any]) -> None:
+    """An API row's values as JSON gives them (ints of any size, inf, NaN, true, lone surrogates, NUL, long text):
+    stored exactly or rejected naming the field, on both backends; never a database error, never a partial sweep."""
+    name = f"any-{uuid.uuid4().hex[:8]}"
+    try:
+        with factory.begin() as s:
+            import_rows(s, name=name, rows=[_row(), _row(**{"checkpoint": "last", **over})], count=_count)
+    except ImportRejected as e:
+        assert e.row in (1, 2) and e.field in (*_FIELDS, "n_correct", "n_robust", "row"), e
+        with factory() as s:
+            assert s.scalar(select(Sweep.id).where(Sweep.name == name)) is None
+        return
+    with factory() as s:
+        (row,) = query_results(s, filters={"sweep": name, "checkpoint": "last"})
+    for f, v in over.items():
+        if f in ("params", "n_total", "n_train", "seed", "epoch") and v is not None and not (
+                isinstance(v, str) and not v.strip()) and not (isinstance(v, float) and math.isnan(v)):
+            assert row[f] == int(v) and isinstance(row[f], int), (f, v, row[f])
+        elif f in ("arch", "method") and isinstance(v, str) and v.strip():
+            assert row[f] == v.strip()

@@ -48,7 +48,7 @@ def test_a_retried_post_with_the_same_key_returns_the_original_sweep(tmp_path) -
         assert body["name"] == "idem" and body["status"] == "failed" and body["n_trials"] == 2
         assert "could not be launched" in body["error"]
         other = client.post("/api/v1/sweeps", json={"spec": SPEC, "name": "idem"}, headers={"Idempotency-Key": "k2"})
-        assert other.status_code == 409 and "already exists" in other.json()["detail"]  # a new key: a new sweep
+        assert other.status_code == 409 and "is taken" in other.json()["detail"]  # a new key: a new sweep
         assert len(client.get("/api/v1/sweeps").json()) == 1
 
 

@@ -51,7 +51,8 @@ def url(tmp_path: Path) -> str:
 def client(url: str, tmp_path: Path) -> Iterator[TestClient]:
     from testkit.api_client import api_client
 
-    with api_client(Settings(database_url=url, storage_path=str(tmp_path), published_dir=None)) as c:
+    with api_client(Settings(database_url=url, storage_path=str(tmp_path), published_dir=None,
+                             data_roots=[str(tmp_path)])) as c:  # a request's data_root may name a dir below it
         yield c
 
 

@@ -114,8 +114,32 @@ def test_duplicate_sweep_name_is_409_naming_the_name(tmp_path: Path) -> None:
     with api_client(settings) as c:
         r = c.post("/api/v1/sweeps", json={"spec": TINY, "name": "x"})
         assert r.status_code == 409, r.text
-        assert r.json() == {"detail": "sweep 'x' already exists"}
+        assert r.json() == {"detail": "sweep name 'x' is taken; choose another"}
         assert [s["name"] for s in c.get("/api/v1/sweeps").json()] == ["x"]
+
+
+def test_a_name_another_owner_holds_is_409_revealing_nothing_of_that_sweep(tmp_path: Path) -> None:
+    """Names are unique across owners; bob's clash with alice's sweep answers exactly as a clash with his own
+    would: no id, owner, status or detail of alice's sweep, and he still cannot see it."""
+    from testkit.api_client import new_token
+
+    settings = _settings(tmp_path, ray_address=_closed_port_url())
+    with api_client(settings, scope="write", owner="alice") as alice:
+        bob = {"Authorization": f"Bearer {new_token(alice.app, scope='write', owner='bob')}"}  # type: ignore[arg-type]
+        mine = alice.post("/api/v1/sweeps", json={"spec": TINY, "name": "secret-study"})
+        assert mine.status_code == 503 and mine.json()["detail"]  # stored, failed to launch: Ray is not there
+        (stored,) = alice.get("/api/v1/sweeps").json()
+        answers = [alice.post("/api/v1/sweeps", json={"spec": TINY, "name": "secret-study"}),
+                   alice.post("/api/v1/sweeps", json={"spec": TINY, "name": "secret-study"}, headers=bob),
+                   alice.post("/api/v1/sweeps/import", headers=bob, json={
+                       "name": "secret-study", "rows": [{"arch": "a", "method": "sat", "eps": 0.03, "norm": "linf",
+                                                         "dataset": "cifar10", "checkpoint": "best",
+                                                         "attack": "pgd20", "params": 10}]})]
+        for r in answers:
+            assert (r.status_code, r.json()) == (409, {"detail": "sweep name 'secret-study' is taken; choose another"})
+            assert "alice" not in r.text and str(stored["id"]) not in r.text and "failed" not in r.text
+        assert alice.get("/api/v1/sweeps", headers=bob).json() == []
+        assert [s["name"] for s in alice.get("/api/v1/sweeps").json()] == ["secret-study"]
 
 
 def test_duplicate_sweep_name_in_the_cli_is_a_one_line_error(tmp_path: Path) -> None:
@@ -128,7 +152,7 @@ def test_duplicate_sweep_name_in_the_cli_is_a_one_line_error(tmp_path: Path) -> 
     result = CliRunner().invoke(cli, ["submit", "--spec", str(spec), "--name", "x",
                                       "--database-url", settings.database_url])
     assert result.exit_code == 2, result.output
-    assert "error: name: sweep 'x' already exists" in result.output
+    assert "error: name: sweep name 'x' is taken; choose another" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
