@@ -19,7 +19,7 @@ from service.visibility import check_visible, visible_trial
 
 router = APIRouter(tags=["plots"])
 
-MAX_REFERENCES = 10  # reference sweeps on one plot (each is read and its front computed)
+MAX_REFERENCES = 5  # reference sweeps on one plot (each is read and its front computed)
 SweepKind = Literal["pareto", "depth-heatmap", "eps", "lambda-width"]
 Format = Literal["png", "svg"]
 IMAGE_RESPONSES: dict[int | str, dict] = {

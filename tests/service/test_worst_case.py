@@ -67,7 +67,7 @@ def test_the_pareto_plot_draws_identical_rows_once(store: tuple[TestClient, Sett
     assert (series.x, series.y, series.on_front, series.dropped) == ([46_160_474.0], [0.5], [True], 0)
     r = client.get(f"/api/v1/sweeps/{sweep_id}/plots/pareto.png")
     assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
-    refs = [str(sweep_id)] * 11
+    refs = [str(sweep_id)] * 6
     assert client.get(f"/api/v1/sweeps/{sweep_id}/plots/pareto.png", params={"reference": refs}).status_code == 422
 
 
@@ -77,3 +77,19 @@ def test_the_sweep_page_reads_one_page(store: tuple[TestClient, Settings, int]) 
     assert r.status_code == 200
     assert r.text.count("/plots/curves.svg") == 50 and f">{N - 101}<" in r.text  # seeds 19899 down to 19850
     assert client.get(f"/sweeps/{sweep_id}", params={"offset": 2**63}).status_code == 422
+
+
+def test_the_eps_and_lambda_plots_draw_at_most_max_series(store: tuple[TestClient, Settings, int]) -> None:
+    """20,000 one-seed groups: the eps plot drew a line and a legend entry for each (6,500 took 7 minutes); now the
+    first MAX_SERIES, and the title counts the rest."""
+    from service.plots.common import MAX_SERIES
+    from service.plots.eps import draw_eps, eps_groups
+
+    client, settings, sweep_id = store
+    with session_factory(make_engine(settings.database_url))() as s:
+        groups, failure = eps_groups(s, sweep_ref=sweep_id, options=PlotOptions())
+    assert len(groups) == N
+    fig = draw_eps(groups, failure, PlotOptions())
+    assert len(fig.axes[0].lines) == MAX_SERIES and f"{N - MAX_SERIES:,} more not drawn" in fig._suptitle.get_text()
+    for kind in ("eps", "lambda-width", "depth-heatmap"):
+        assert client.get(f"/api/v1/sweeps/{sweep_id}/plots/{kind}.png").status_code == 200, kind
