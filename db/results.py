@@ -289,7 +289,8 @@ def front_candidates(session: Session, *, x: str, y: str, x_max: bool, y_max: bo
        (y_f - y_d)^2 - sigmas^2 se_d^2: f is within noise iff that row is within sigmas * sqrt(se_f^2 + se_d^2).
        Then every row whose standard error is unknown (n_total missing or 0). Each part is an index range that
        stops at its first row or spans one band.
-    Python sees a few dozen rows, not 100,000."""
+    Python sees a few dozen rows, not 100,000 (plus the rows tied with a front point). A front of more than
+    MAX_FRONT_LEVELS levels (hostile or pathological data) is computed from every row's columns instead."""
     filters = _sweeps_by_id(session, dict(filters or {}))
     cols, _ = _base("final")
     xe, ye, ne = cols[x], cols[y], cols["n_total"]
@@ -308,6 +309,9 @@ def front_candidates(session: Session, *, x: str, y: str, x_max: bool, y_max: bo
     for yv, xv, *_ in sorted(groups, key=lambda g: g[0], reverse=y_max):
         if not levels or (xv > levels[-1][1] if x_max else xv < levels[-1][1]):
             levels.append((yv, xv))
+    if len(levels) > MAX_FRONT_LEVELS:  # three parts per level would cost more than reading every row once
+        every = query_columns(session, fields=fields, filters=filters, kind="final")
+        return every, int(n_rows)
     widest = sigmas * math.sqrt(1 / (2 * n_min)) * (1 + 1e-9) if n_min else 0.0  # se^2 <= 1/(4n) for y in [0, 1]
     out = [cols[f].label(f) for f in fields]
     parts = []  # no part repeats `y IS NOT NULL`: SQLite would take it as the index range's bound instead of the band's
@@ -333,6 +337,7 @@ def front_candidates(session: Session, *, x: str, y: str, x_max: bool, y_max: bo
 
 
 _MAX_COMPOUND = 300
+MAX_FRONT_LEVELS = 1000  # a front with more distinct levels is computed from every row's columns (one scan)
 
 
 def _sweeps_by_id(session: Session, filters: dict[str, Any]) -> dict[str, Any]:

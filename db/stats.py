@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from db.contract import LIST_FIELDS
+from db.pareto import MAX_WORK, FrontTooLarge
 
 # Fractions with a binomial standard error and the count each is p * n_total of.
 SE_METRICS: dict[str, str] = {"clean_acc": "n_correct", "robust_acc": "n_robust", "stability": "n_stable"}
@@ -109,7 +110,8 @@ def sort_rows(rows: list[dict[str, Any]], sort: Sequence[tuple[str, bool]]) -> l
 
 
 def noise_marks(values: np.ndarray, ses: np.ndarray, maximize: Sequence[bool], on_front: np.ndarray,
-                sigmas: float = NOISE_SIGMAS, exact: Sequence[bool] | None = None) -> list[bool | None]:
+                sigmas: float = NOISE_SIGMAS, exact: Sequence[bool] | None = None,
+                max_work: int | None = MAX_WORK) -> list[bool | None]:
     """For each front point (in row order of `values[on_front]`): whether its place on the front rests on
     differences within `sigmas` combined standard errors.
 
@@ -128,23 +130,109 @@ def noise_marks(values: np.ndarray, ses: np.ndarray, maximize: Sequence[bool], o
     make f noise. `exact` (M,) names the exact metrics; by default those whose standard error is 0 in every row
     (callers that know the metrics' kinds pass it: an accuracy of exactly 0 or 1 has a standard error of 0 but is
     still a measurement).
+
+    Cost: identical rows are one; one exact and one noisy metric (the usual front) take O(N log N)
+    (_one_noisy_marks); otherwise distinct front points x distinct rows comparisons, FrontTooLarge past `max_work`.
     """
     v = np.asarray(values, dtype=float)
     se = np.asarray(ses, dtype=float)
     if v.shape != se.shape or v.ndim != 2:
         raise ValueError(f"values {v.shape} and ses {se.shape} must be the same (N, M) shape")
     sign = np.where(np.asarray(maximize, dtype=bool), 1.0, -1.0)  # everything maximised below
-    good = v * sign  # (N, M)
     exact_m = np.all(se == 0, axis=0) if exact is None else np.asarray(exact, dtype=bool)  # (M,)
     if exact_m.shape != (v.shape[1],):
         raise ValueError(f"exact {exact_m.shape} must name each of the {v.shape[1]} metrics")
-    marks: list[bool | None] = []
-    for f in np.flatnonzero(on_front):
-        gap = good[f] - good  # (N, M): f's advantage over every row
-        band = sigmas * np.sqrt(se[f] ** 2 + se**2)  # (N, M), NaN where unknown
-        others = np.arange(len(v)) != f
-        marks.append(_within(gap, band, exact_m, others))
-    return marks
+    front_rows = np.flatnonzero(on_front)
+    if len(front_rows) == 0:
+        return []
+    # Rows with the same values and standard errors get the same mark, and a row never counts against one with
+    # its values: the marks are computed once per distinct (values, standard errors) row (NaN keyed as -1).
+    keyed = np.concatenate([v * sign, np.where(np.isnan(se), -1.0, se)], axis=1)
+    distinct, first, inverse = np.unique(keyed, axis=0, return_index=True, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    good, dse = distinct[:, : v.shape[1]], se[first]  # (K, M) each
+    fronts = np.unique(inverse[front_rows])  # distinct rows on the front
+    if v.shape[1] == 2 and exact_m.sum() == 1:
+        marks = _one_noisy_marks(good, dse, int(np.flatnonzero(~exact_m)[0]), fronts, sigmas)
+    else:
+        if max_work is not None and len(fronts) * len(good) > max_work:
+            raise FrontTooLarge(f"the noise check of {len(fronts):,} front points against {len(good):,} distinct "
+                                f"rows needs more than {max_work:,} comparisons; filter the rows (e.g. sweep=) "
+                                f"or put params or macs on one axis")
+        marks = {}
+        for f in fronts:
+            gap = good[f] - good  # (K, M): f's advantage over every distinct row
+            band = sigmas * np.sqrt(dse[f] ** 2 + dse**2)  # (K, M), NaN where unknown
+            marks[int(f)] = _within(gap, band, exact_m, np.arange(len(good)) != f)
+    return [marks[int(inverse[f])] for f in front_rows]
+
+
+def _one_noisy_marks(good: np.ndarray, se: np.ndarray, noisy: int, fronts: np.ndarray,
+                     sigmas: float) -> dict[int, bool | None]:
+    """noise_marks for two metrics, one exact and one noisy (parameters vs an accuracy), in O(K log K) over K
+    distinct rows (`good`: maximised values, `se`: standard errors, NaN unknown; `fronts`: the front's rows).
+
+    For a front point f every row d with a different value that is at most as good in the noisy metric y is a
+    candidate (f dominates it, or d has at least f's exact value and, f being on the front, a lower y), and no
+    other row is. So f is within noise iff some row with f's y has another exact value, or some row below it has
+    (y_f - y_d)^2 - sigmas^2 se_d^2 <= sigmas^2 se_f^2: the lower envelope of the parabolas of the rows below,
+    kept as a convex hull of lines while sweeping y upwards (slopes -2 y_d decrease, queries y_f increase).
+    Unknown (None) when no such row proves it but a candidate's band is unknown (its or f's standard error)."""
+    y, sy, x = good[:, noisy], se[:, noisy], good[:, 1 - noisy]
+    order = np.argsort(y, kind="stable")
+    ys = y[order]
+    below_of = np.searchsorted(ys, y, side="left")  # (K,) rows strictly below each row's y
+    pairs = np.unique(np.stack([y, x], axis=1), axis=0)  # distinct (y, x)
+    levels, n_x = np.unique(pairs[:, 0], return_counts=True)
+    shared = n_x[np.searchsorted(levels, y)] > 1  # (K,) another row has this y and another exact value
+    nan_below = np.concatenate([[0], np.cumsum(np.isnan(sy[order]))]).tolist()  # unknown SEs below a position
+    known = ~np.isnan(sy)
+    # per sorted row, its line of the envelope: slope -2 y_d, intercept y_d^2 - sigmas^2 se_d^2 (Python floats)
+    slopes, icepts = (-2.0 * ys).tolist(), (ys * ys - sigmas * sigmas * np.nan_to_num(sy[order]) ** 2).tolist()
+    ok_sorted, rows_sorted = known[order].tolist(), order.tolist()
+    yl, syl, below_l, shared_l, known_l = y.tolist(), sy.tolist(), below_of.tolist(), shared.tolist(), known.tolist()
+    hull: list[tuple[float, float, int]] = []  # lines (slope, intercept, row): min of slope * t + intercept
+    added, head, out = 0, 0, {}
+    for f in sorted(fronts.tolist(), key=yl.__getitem__):
+        t, below = yl[f], below_l[f]
+        while added < below:  # every row strictly below t joins the envelope (known standard errors only)
+            if ok_sorted[added]:
+                head = _add_line(hull, head, slopes[added], icepts[added], rows_sorted[added])
+            added += 1
+        if shared_l[f]:
+            out[f] = True
+            continue
+        if known_l[f] and hull:
+            while head + 1 < len(hull) and _at(hull[head + 1], t) <= _at(hull[head], t):
+                head += 1
+            d = hull[head][2]
+            if t - yl[d] <= sigmas * math.sqrt(syl[f] ** 2 + syl[d] ** 2):  # the best row, as the definition says
+                out[f] = True
+                continue
+        out[f] = None if nan_below[below] > 0 or (not known_l[f] and below > 0) else False
+    return out
+
+
+def _at(line: tuple[float, float, int], t: float) -> float:
+    return line[0] * t + line[1]
+
+
+def _add_line(hull: list[tuple[float, float, int]], head: int, slope: float, intercept: float, row: int) -> int:
+    """Append a line of a slope <= every slope in `hull` (lower envelope, queries increasing); returns the query
+    pointer, kept within the hull."""
+    if hull and hull[-1][0] == slope:
+        if hull[-1][1] <= intercept:
+            return head
+        hull.pop()
+    while len(hull) >= 2:
+        (a1, b1, _), (a2, b2, _) = hull[-2], hull[-1]
+        # the last line is useless when the new one undercuts it before it undercuts the one before it
+        if (b2 - b1) * (a1 - slope) >= (intercept - b1) * (a1 - a2):
+            hull.pop()
+        else:
+            break
+    hull.append((slope, intercept, row))
+    return min(head, len(hull) - 1)
 
 
 def _within(gap: np.ndarray, band: np.ndarray, exact: np.ndarray, others: np.ndarray) -> bool | None:

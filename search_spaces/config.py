@@ -31,6 +31,18 @@ FRONT_ATTACK = "autoattack"  # the attack those presets run on the front
 # step rule, and these; fab and square are AutoAttack's FAB-T and Square alone.
 POSTHOC_FIXED_ATTACKS = ("fgsm", "autoattack", "apgd-ce", "apgd-t", "fab", "square")
 
+# Upper bounds of a spec's numbers: generous for any real study, small enough that a plan is counted in
+# microseconds (search_spaces.counting) and every stored value fits its database column. Floats must be finite.
+MAX_STAGE_DEPTH = 1_000  # blocks per stage (the studies use <= 11; ResNet-1001 has 111 per stage)
+MAX_WIDTH = 100.0  # width factor per stage after gamma (channels 16/32/64 x W; the studies use <= 20)
+MAX_STAGES = 16  # stages of a network (the registered models have 3 or 4)
+MAX_INT32 = 2**31 - 1  # seeds, n_train, val_size, n_test: the store's 32-bit INTEGER columns
+MAX_EPOCHS = 10_000  # epochs of one trial (the studies train <= 200)
+MAX_BATCH = 65_536  # examples per training or evaluation batch
+MAX_ATTACK_STEPS = 10_000  # iterations of one attack (PGD-1000 is the longest evaluation in common use)
+MAX_LAM = 1_000.0  # robust-regularisation weight (TRADES' beta is <= 24 in the studies)
+MAX_FACTOR = 1_000.0  # other multipliers and rates: lr, relative steps, CW's kappa, WAR's zeta and step
+
 
 def check_posthoc_attack(key: str) -> str:
     """`key` when a post-hoc evaluation can run it (pgd<N>, cw<N>, POSTHOC_FIXED_ATTACKS), else ValueError naming
@@ -48,15 +60,15 @@ class AttackConfig(BaseModel):
     absolute wins when both are set. Neither: the reference rule of the norm, eps/10 (L-inf) or 2.5 eps / steps
     (L2), which is also what a config stored before relative steps meant by `step_size: null`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = "pgd"  # registry name in workers.attacks
-    steps: int = Field(10, ge=1)  # iterations
+    steps: int = Field(10, ge=1, le=MAX_ATTACK_STEPS)  # iterations
     step_size: float | None = Field(None, ge=0.0, le=1.0)  # pixel units per step; wins over step_rel
-    step_rel: float | None = Field(None, gt=0.0)  # step as a multiple of eps (0.25: eps/4)
-    step_rel_l2: float | None = Field(None, gt=0.0)  # multiple of eps used instead of step_rel when norm is l2
+    step_rel: float | None = Field(None, gt=0.0, le=MAX_FACTOR)  # step as a multiple of eps (0.25: eps/4)
+    step_rel_l2: float | None = Field(None, gt=0.0, le=MAX_FACTOR)  # multiple of eps used instead of step_rel when norm is l2
     start: Start = "uniform"
-    kappa: float = Field(50.0, ge=0.0)  # CW margin, logits units (cw only; the reference's 50)
+    kappa: float = Field(50.0, ge=0.0, le=MAX_FACTOR)  # CW margin, logits units (cw only; the reference's 50)
 
     def resolved_step_size(self, eps: float, norm: str) -> float:
         """Pixel units per step for radius eps (pixel units) under `norm` ('linf' | 'l2')."""
@@ -79,18 +91,19 @@ class ScheduleConfig(BaseModel):
     <= 1, epoch numbers otherwise); `cosine`: cosine to 0 over all epochs; `halve_after`: x0.5 every epoch
     after epoch `halve_after`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["piecewise", "cosine", "halve_after", "constant"] = "piecewise"
     milestones: tuple[float, ...] = (0.75, 0.9)  # fractions of epochs (<= 1) or epoch numbers (> 1)
-    gamma: float = Field(0.1, gt=0.0)  # lr factor per milestone
-    halve_after: int = Field(75, ge=0)  # epoch after which the lr halves every epoch
+    gamma: float = Field(0.1, gt=0.0, le=MAX_FACTOR)  # lr factor per milestone
+    halve_after: int = Field(75, ge=0, le=MAX_EPOCHS)  # epoch after which the lr halves every epoch
 
 
 class TrialConfig(BaseModel):
-    """Everything one trial trains and evaluates. Frozen and JSON round-trippable (stored with the trial)."""
+    """Everything one trial trains and evaluates. Frozen and JSON round-trippable (stored with the trial). Numbers are
+    bounded (MAX_* above) and floats finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # architecture
     model: str = "wrn"  # registry name in workers.models
@@ -102,9 +115,9 @@ class TrialConfig(BaseModel):
 
     # training method and threat model
     method: str = "sat"  # registry name in workers.methods
-    lam: float = Field(1.0, ge=0.0)  # robust-regularisation weight (TRADES' beta)
-    zeta: float | None = Field(None, gt=0.0)  # WAR's target ratio natural risk / robust regulariser
-    war_alpha: float = Field(0.1, gt=0.0)  # WAR's lambda step
+    lam: float = Field(1.0, ge=0.0, le=MAX_LAM)  # robust-regularisation weight (TRADES' beta)
+    zeta: float | None = Field(None, gt=0.0, le=MAX_FACTOR)  # WAR's target ratio natural risk / robust regulariser
+    war_alpha: float = Field(0.1, gt=0.0, le=MAX_FACTOR)  # WAR's lambda step
     eps: float = Field(8 / 255, ge=0.0, le=1.0)  # attack radius, pixel units
     norm: Norm = "linf"
     train_attack: AttackConfig = AttackConfig(step_rel=0.25, step_rel_l2=0.25)  # PGD-10, step eps/4 (2/255 at
@@ -115,17 +128,17 @@ class TrialConfig(BaseModel):
     # data
     dataset: str = "cifar10"  # cifar10 | cifar100 | svhn | imagefolder | synthetic
     dataset_label: str | None = None  # provenance name written with results (e.g. cifar10-jpeg); None: dataset
-    n_train: int | None = Field(None, ge=10)  # class-balanced seeded subset of train; None: all
-    val_size: int = Field(1000, ge=0)  # held out from train (fixed seed) for per-epoch evaluation
-    n_test: int | None = Field(None, ge=1)  # first n test images for the final evaluation; None: all
-    seed: int = 0
+    n_train: int | None = Field(None, ge=10, le=MAX_INT32)  # class-balanced seeded subset of train; None: all
+    val_size: int = Field(1000, ge=0, le=MAX_INT32)  # held out from train (fixed seed) for per-epoch evaluation
+    n_test: int | None = Field(None, ge=1, le=MAX_INT32)  # first n test images for the final evaluation; None: all
+    seed: int = Field(0, ge=0, le=MAX_INT32)
 
     # optimisation
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(0.1, gt=0.0)  # per batch of batch_size
+    epochs: int = Field(100, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
+    lr: float = Field(0.1, gt=0.0, le=MAX_FACTOR)  # per batch of batch_size
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(2e-4, ge=0.0)
+    weight_decay: float = Field(2e-4, ge=0.0, le=1.0)
     grad_clip: float | None = Field(5.0, gt=0.0)  # max global grad norm; None: off
     schedule: ScheduleConfig = ScheduleConfig()
     best_from: float = Field(0.5, ge=0.0, le=1.0)  # best checkpoint chosen from this fraction of epochs on
@@ -135,7 +148,7 @@ class TrialConfig(BaseModel):
     # evaluation and execution
     final_attacks: tuple[str, ...] = ("pgd",)  # run on the best and the last checkpoint: pgd | fgsm | cw | autoattack
     eval_preset: EvalPreset = "fast"  # the sweep's `eval` preset (provenance; the expansion set final_attacks from it)
-    eval_batch_size: int = Field(512, ge=1)
+    eval_batch_size: int = Field(512, ge=1, le=MAX_BATCH)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA (BN in fp32), fp32 on CPU
 
     # fine-tuning (eps* fast approximation): start from another run's weights instead of the seeded init.
@@ -145,10 +158,10 @@ class TrialConfig(BaseModel):
     @field_validator("depths")
     @classmethod
     def _depths(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if not v:
-            raise ValueError("depths must not be empty")
-        if any(d < 0 for d in v):
-            raise ValueError(f"depths must be >= 0, got {list(v)}")
+        if not v or len(v) > MAX_STAGES:
+            raise ValueError(f"depths must have 1 to {MAX_STAGES} stages, got {len(v)}")
+        if any(not 0 <= d <= MAX_STAGE_DEPTH for d in v):
+            raise ValueError(f"depths must lie in [0, {MAX_STAGE_DEPTH:,}] blocks per stage, got {list(v)}")
         if all(d == 0 for d in v):
             raise ValueError("at least one stage must have depth > 0")
         return v
@@ -158,8 +171,8 @@ class TrialConfig(BaseModel):
     def _widths(cls, v: tuple[float, ...]) -> tuple[float, ...]:
         if not v:
             raise ValueError("widths must not be empty")
-        if any(w <= 0 for w in v):
-            raise ValueError(f"widths must be > 0, got {list(v)}")
+        if any(not 0 < w <= MAX_WIDTH for w in v):
+            raise ValueError(f"widths must lie in (0, {MAX_WIDTH:g}] (width factors after gamma), got {list(v)}")
         return v
 
     @field_validator("final_attacks")

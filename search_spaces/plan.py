@@ -26,7 +26,7 @@ from typing import Any
 from search_spaces.config import TrialConfig, join_nums
 from search_spaces.counting import analytic_counts
 from search_spaces.data_sizes import DataSizes, data_sizes
-from search_spaces.spec import SpecError, SweepSpec, config_hash, expand
+from search_spaces.spec import MAX_COUNT, SpecError, SweepSpec, config_hash, expand
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +210,13 @@ def estimate_seconds(cfg: TrialConfig, macs: int, macs_per_second: float = DEFAU
 
 def _count(cfg: TrialConfig, info: DataSizes) -> tuple[int, int]:
     try:
-        return counts(cfg.model, cfg.depths, cfg.widths, info.num_classes, info.channels, info.image_size)
+        params, macs = counts(cfg.model, cfg.depths, cfg.widths, info.num_classes, info.channels, info.image_size)
     except ValueError as e:
         raise SpecError("model" if "model" in str(e) else "depths", str(e)) from None
+    if max(params, macs) > MAX_COUNT:  # e.g. the largest depths and widths on large images: not storable
+        raise SpecError("widths", f"{cfg.arch} has {params:,} parameters and {macs:,} MACs per image, more than "
+                                  f"the store's 64-bit integers hold ({MAX_COUNT:,})")
+    return params, macs
 
 
 def _within(value: int, low: int | None, high: int | None) -> bool:

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from search_spaces.config import MAX_EPOCHS, MAX_INT32
+
 # What a search may optimise: each is in every result the trainable reports (known-before-training values included).
 OBJECTIVE_METRICS: dict[str, str] = {
     "robust_acc": "validation robust accuracy of the best checkpoint (fraction in [0, 1]; per epoch for ASHA)",
@@ -23,6 +25,7 @@ OBJECTIVE_METRICS: dict[str, str] = {
     "macs": "multiply-accumulates of one forward pass of one image (count; known before training)",
     "trial_device_seconds": "device-seconds spent on the trial (s)",
 }
+MAX_SEARCH_TRIALS = 1_000_000  # a bound on a search's trial counts (its candidates are capped by max_trials anyway)
 ASHA_METRIC = "robust_acc"  # ASHA compares trials on the validation robust accuracy of each epoch (maximised)
 
 
@@ -45,10 +48,10 @@ class AshaConfig(BaseModel):
     epochs); at each rung a trial whose validation robust accuracy falls below the rung's top 1/reduction_factor
     quantile of the trials recorded there so far is stopped."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    grace_period: int = 1  # epochs every trial trains before it can be stopped
-    reduction_factor: float = 2.0  # keep the top 1/reduction_factor at each rung
+    grace_period: int = Field(1, le=MAX_EPOCHS)  # epochs every trial trains before it can be stopped
+    reduction_factor: float = Field(2.0, le=1000.0)  # keep the top 1/reduction_factor at each rung
 
     @field_validator("grace_period")
     @classmethod
@@ -70,18 +73,20 @@ class SearchConfig(BaseModel):
     the device-seconds spent (measured for finished trials, planned for running ones) reach `budget_gpu_hours`,
     whichever comes first, and never runs a configuration twice."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     algorithm: Literal["grid", "tpe", "nsga2"] = "grid"
     objectives: list[Objective] = []  # tpe: exactly one; nsga2: two or more; grid: none
-    budget_trials: int | None = None  # trials to run (each a distinct configuration)
-    budget_gpu_hours: float | None = None  # device-hours to spend
+    budget_trials: int | None = Field(None, le=MAX_SEARCH_TRIALS)  # trials to run (each a distinct configuration)
+    budget_gpu_hours: float | None = Field(None, le=1e9)  # device-hours to spend
     scheduler: Literal["none", "asha"] = "none"
     asha: AshaConfig = AshaConfig()
-    seed: int = 0  # the sampler's seed
-    max_concurrent: int = Field(4, ge=1)  # trials sampled ahead of their results
-    population_size: int | None = Field(None, ge=2)  # NSGA-II generation size; None: a third of the budget, >= 4
-    n_startup_trials: int | None = Field(None, ge=1)  # TPE's random trials first; None: a third of the budget, >= 2
+    seed: int = Field(0, ge=0, le=MAX_INT32)  # the sampler's seed (numpy takes < 2**32)
+    max_concurrent: int = Field(4, ge=1, le=MAX_SEARCH_TRIALS)  # trials sampled ahead of their results
+    # NSGA-II generation size; None: a third of the budget, >= 4
+    population_size: int | None = Field(None, ge=2, le=MAX_SEARCH_TRIALS)
+    # TPE's random trials first; None: a third of the budget, >= 2
+    n_startup_trials: int | None = Field(None, ge=1, le=MAX_SEARCH_TRIALS)
 
     @field_validator("objectives")
     @classmethod

@@ -10,12 +10,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search_spaces.catalog import DATASETS, METHOD_DEFAULTS, known
-from search_spaces.config import EVAL_PRESETS, EvalPreset, Norm, TrialConfig
+from search_spaces.config import (
+    EVAL_PRESETS,
+    MAX_INT32,
+    MAX_LAM,
+    MAX_STAGE_DEPTH,
+    MAX_STAGES,
+    MAX_WIDTH,
+    EvalPreset,
+    Norm,
+    TrialConfig,
+)
 from search_spaces.search import SearchConfig
 
 AXES = ("depths", "widths", "gamma", "method", "lam", "eps", "norm", "n_train", "seeds")
@@ -30,15 +40,23 @@ class SpecError(ValueError):
         self.reason = reason
 
 
+MAX_COUNT = 2**63 - 1  # parameters and MACs are stored as 64-bit integers
+
+Seed = Annotated[int, Field(ge=0, le=MAX_INT32)]
+NTrain = Annotated[int, Field(ge=10, le=MAX_INT32)]
+Lam = Annotated[float, Field(le=MAX_LAM)]
+Scale = Annotated[float, Field(le=MAX_WIDTH)]
+
+
 class Constraints(BaseModel):
     """Budgets applied to the expanded plan before launch (parameters and multiply-accumulates per image)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    min_params: int | None = Field(None, ge=0)
-    max_params: int | None = Field(None, ge=0)
-    min_macs: int | None = Field(None, ge=0)
-    max_macs: int | None = Field(None, ge=0)
+    min_params: int | None = Field(None, ge=0, le=MAX_COUNT)
+    max_params: int | None = Field(None, ge=0, le=MAX_COUNT)
+    min_macs: int | None = Field(None, ge=0, le=MAX_COUNT)
+    max_macs: int | None = Field(None, ge=0, le=MAX_COUNT)
 
 
 def _as_list(v: Any) -> Any:
@@ -48,22 +66,27 @@ def _as_list(v: Any) -> Any:
 class SweepSpec(BaseModel):
     """A sweep: the axes to expand and the training settings shared by every trial."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str = ""
     model: str = "wrn"
-    depths: list[list[int]] = [[5], [5], [5]]  # per stage: the depth choices
-    widths: list[list[float]] = [[10.0], [10.0], [10.0]]  # per stage: the width-factor choices
-    gamma: list[float] = [1.0]  # width scaling (w10-10-4 x 2 = w20-20-8)
+    depths: list[list[int]] = Field(
+        [[5], [5], [5]], description=f"per stage: the depth choices, 0 to {MAX_STAGE_DEPTH:,} blocks per stage "
+                                     f"(the studies use <= 11), at most {MAX_STAGES} stages")
+    widths: list[list[float]] = Field(
+        [[10.0], [10.0], [10.0]], description=f"per stage: the width-factor choices, > 0 and at most {MAX_WIDTH:g} "
+                                              f"after gamma (the studies use <= 20)")
+    gamma: list[Scale] = Field([1.0], description=f"width scaling (w10-10-4 x 2 = w20-20-8), > 0 and <= {MAX_WIDTH:g}")
     method: list[str] = ["sat"]
-    lam: list[float] | None = None  # None: each method's reference default
+    lam: list[Lam] | None = Field(None, description=f"None: each method's reference default; 0 to {MAX_LAM:g}")
     eps: list[float] = [8 / 255]  # pixel units in [0, 1]
     norm: list[Norm] = ["linf"]
     dataset: str = "cifar10"
-    n_train: list[int | None] = [None]  # None: the whole training split
+    n_train: list[NTrain | None] = Field(
+        [None], description=f"training images, 10 to {MAX_INT32:,}; None: the whole training split")
     data_fraction: float | None = Field(None, gt=0.0, le=1.0)  # alternative to n_train: a fraction of train
-    seeds: list[int] = [0]
+    seeds: list[Seed] = Field([0], description=f"seeds, 0 to {MAX_INT32:,} (the store's 32-bit integers)")
     zip: list[list[str]] = []  # groups of axes iterated together instead of crossed
     training: dict[str, Any] = {}  # TrialConfig fields shared by all trials (epochs, batch_size, lr, ...)
     constraints: Constraints = Constraints()
@@ -86,9 +109,14 @@ class SweepSpec(BaseModel):
     def _depths(cls, v: list[list[int]]) -> list[list[int]]:
         if not v or any(not stage for stage in v):
             raise ValueError("empty grid: every stage needs at least one depth")
+        if len(v) > MAX_STAGES:
+            raise ValueError(f"{len(v)} stages; at most {MAX_STAGES}")
         for i, stage in enumerate(v):
             if any(d < 0 for d in stage):
                 raise ValueError(f"stage {i + 1} has a negative depth {min(stage)}")
+            if max(stage) > MAX_STAGE_DEPTH:
+                raise ValueError(f"stage {i + 1} has a depth {max(stage):,} > {MAX_STAGE_DEPTH:,} (the maximum "
+                                 f"blocks per stage)")
         return v
 
     @field_validator("widths")
@@ -99,6 +127,9 @@ class SweepSpec(BaseModel):
         for i, stage in enumerate(v):
             if any(w <= 0 for w in stage):
                 raise ValueError(f"stage {i + 1} has a width {min(stage)} <= 0")
+            if max(stage) > MAX_WIDTH:
+                raise ValueError(f"stage {i + 1} has a width {max(stage):g} > {MAX_WIDTH:g} (the maximum width "
+                                 f"factor)")
         return v
 
     @field_validator("gamma")

@@ -10,8 +10,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from db.contract import DEFAULT_ATTACK, MAXIMIZED, NUMERIC_FIELDS
-from db.pareto import pareto_mask
 from db.models import FRONT_Y
+from db.pareto import FrontTooLarge, pareto_mask
 from db.results import front_candidates, query_columns, query_results
 from db.stats import NOISE_SIGMAS, SE_METRICS, noise_marks, with_standard_errors
 from search_spaces.spec import SpecError
@@ -27,10 +27,11 @@ class ParetoReport:
     that cannot be told (no counts to derive standard errors from), False otherwise; `note` says it in a sentence."""
 
     maximize: list[bool]
-    front: list[dict[str, Any]]
+    front: list[dict[str, Any]]  # the first `limit` of the front's rows (by trial), or all of them
     front_within_noise: bool | None
     note: str
     n_rows: int  # rows the front was taken over
+    front_keys: list[tuple[Any, Any, Any]]  # (trial, checkpoint, attack) of every front row, by trial
 
 
 def _check(metrics: list[str], maximize: list[bool] | None) -> list[bool]:
@@ -64,11 +65,13 @@ def _ses(metrics: list[str], cols: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def pareto_report(session: Session, *, metrics: list[str], maximize: list[bool] | None,
-                  filters: dict[str, Any]) -> ParetoReport:
+                  filters: dict[str, Any], limit: int | None = None) -> ParetoReport:
     """Non-dominated final-result rows in `metrics` (two or more). Defaults: the best checkpoint and the studies'
     attack (pgd20); `filters` may name another checkpoint or attack key (attack=autoattack). For (an exact metric,
     an accuracy) the database selects the few rows the front and its noise check need (db.results.front_candidates);
-    otherwise the metric columns of every row are read. Then the whole rows of the front, by key."""
+    otherwise the metric columns of every row are read. Then the whole rows of the front (the first `limit` by
+    trial), by key. Identical rows are computed once and two metrics with one exact take a sorted sweep
+    (db.stats.noise_marks); other fronts too large to check in about a second raise SpecError naming `metric`."""
     maximize = _check(metrics, maximize)
     filters = {"checkpoint": "best", "attack": DEFAULT_ATTACK, **filters}
     fields = list(dict.fromkeys(["trial", "checkpoint", "attack", "n_total", *metrics]))
@@ -83,17 +86,24 @@ def pareto_report(session: Session, *, metrics: list[str], maximize: list[bool] 
     values = np.stack([cols[m] for m in metrics], axis=1) if raw["trial"] else np.zeros((0, len(metrics)))
     usable = ~np.isnan(values).any(axis=1)
     values, ses = values[usable], _ses(metrics, {f: c[usable] for f, c in cols.items()})
-    mask = pareto_mask(values, maximize)
     exact = [m in EXACT_METRICS for m in metrics]
-    marks = noise_marks(values, ses, maximize, mask, exact=exact) if len(values) else []
+    try:
+        mask = pareto_mask(values, maximize)
+        marks = noise_marks(values, ses, maximize, mask, exact=exact) if len(values) else []
+    except FrontTooLarge as e:
+        raise SpecError("metric", str(e)) from None
     keys = [(raw["trial"][i], raw["checkpoint"][i], raw["attack"][i]) for i in np.flatnonzero(usable)[mask]]
     mark_of = dict(zip(keys, marks, strict=True))
+    keys.sort(key=lambda k: (k[0], str(k[1]), str(k[2])))
+    shown = keys if limit is None else keys[:limit]
     # the keys already met every filter: look the rows up by key alone (an index lookup per trial)
-    by_key = {f: sorted({k[i] for k in keys}) for i, f in enumerate(("trial", "checkpoint", "attack"))}
-    full = query_results(session, filters=by_key, kind="final") if keys else []
+    by_key = {f: sorted({k[i] for k in shown}) for i, f in enumerate(("trial", "checkpoint", "attack"))}
+    full = query_results(session, filters=by_key, kind="final") if shown else []
+    wanted = set(shown)
     front = [r | {"within_noise": mark_of[(r["trial"], r["checkpoint"], r["attack"])]}
-             for r in with_standard_errors(full) if (r["trial"], r["checkpoint"], r["attack"]) in mark_of]
-    return ParetoReport(maximize, front, *_verdict(marks), n_rows=int(usable.sum()) if n_rows is None else n_rows)
+             for r in with_standard_errors(full) if (r["trial"], r["checkpoint"], r["attack"]) in wanted]
+    return ParetoReport(maximize, front, *_verdict(marks), n_rows=int(usable.sum()) if n_rows is None else n_rows,
+                        front_keys=keys)
 
 
 def _verdict(marks: list[bool | None]) -> tuple[bool | None, str]:

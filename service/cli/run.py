@@ -61,15 +61,41 @@ def train(preset: PresetOpt = None, spec: SpecOpt = None, set_: SetOpt = None,
     typer.echo(text)
 
 
+SHUTDOWN_GRACE_S = 5  # after SIGTERM or Ctrl-C, requests still running this long are cancelled
+
+
 @app.command()
 def serve(host: str | None = None, port: int | None = None) -> None:
-    """Run the API (uvicorn)."""
+    """Run the API (uvicorn). SIGTERM or Ctrl-C: new connections are refused, running requests get
+    SHUTDOWN_GRACE_S seconds, then the process exits (within about SHUTDOWN_GRACE_S + 1 s)."""
     import uvicorn
 
     from service.app import create_app
 
     settings = settings_from(api_host=host, api_port=port)
-    uvicorn.run(create_app(settings, load_references=True), host=settings.api_host, port=settings.api_port)
+    uvicorn.run(create_app(settings, load_references=True), host=settings.api_host, port=settings.api_port,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    _leave_stuck_requests()
+
+
+def _leave_stuck_requests() -> None:
+    """Exit now even if a cancelled request's worker thread still runs. uvicorn cancels the requests left after
+    the grace period, but a sync route runs in a thread Python cannot stop (one waiting 30 s for SQLite's write
+    lock, say), and the interpreter would wait for it at exit. Its open transaction is rolled back by the
+    database when the process's connections drop, so nothing half-written remains."""
+    import logging
+    import os
+    import sys
+    import threading
+
+    stuck = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon and t.is_alive()]
+    if stuck:
+        logging.getLogger(__name__).warning("exiting past %d request thread(s) still running after the %d s grace "
+                                            "period", len(stuck), SHUTDOWN_GRACE_S)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @app.command()

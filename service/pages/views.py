@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from db.contract import DEFAULT_ATTACK
 from db.fields import TRIAL_STATUSES
 from db.models import Sweep
-from db.results import query_results
-from db.sweeps import NotFound, get_sweep, list_sweeps, list_trials, trial_status_counts
+from db.sweeps import NotFound, get_sweep, list_sweeps, trial_status_counts
+from db.trial_table import count_depth_configs, trial_table_page
 from search_spaces.spec import SpecError
 from service.plots.common import row_se
 from service.settings import Settings
@@ -87,17 +87,10 @@ def _fmt(key: str, value: Any, se: float | None = None) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _sort_key(key: str, desc: bool) -> Any:
-    def k(row: dict[str, Any]) -> tuple[bool, Any]:
-        v = row["raw"][key]
-        return (v is None) != desc, v if v is not None else 0  # with reverse=desc: None last either way
-
-    return k
-
-
 def sweep_view(session: Session, *, sweep_id: int, sort: str = "idx", desc: bool = False, offset: int = 0,
                limit: int = PAGE_SIZE, attack: str = DEFAULT_ATTACK, checkpoint: str = "best") -> dict[str, Any]:
-    """The sweep page: summary, one row per trial (sorted, one page of `limit` from `offset`), plot URLs."""
+    """The sweep page: summary, one row per trial (sorted, one page of `limit` from `offset`, by the database:
+    db.trial_table), plot URLs."""
     sweep = get_sweep(session, sweep_id=sweep_id)
     if sweep is None:
         raise NotFound(f"sweep {sweep_id!r} not found")
@@ -106,35 +99,34 @@ def sweep_view(session: Session, *, sweep_id: int, sort: str = "idx", desc: bool
         raise SpecError("sort", f"{sort!r} is not a column; one of {', '.join(keys)}")
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise SpecError("limit", f"must be in 1..{MAX_PAGE_SIZE}, got {limit}")
-    if offset < 0:
-        raise SpecError("offset", f"must be >= 0, got {offset}")
-    finals = {r["trial"]: r for r in query_results(
-        session, filters={"sweep_ids": [sweep.id], "checkpoint": checkpoint, "attack": attack}, kind="final")}
-    trials = list_trials(session, sweep_id=sweep.id)
-    rows = []
-    for t in trials:
-        final = finals.get(t.id, {})
-        raw = {k: getattr(t, k, None) for k in keys if k not in WITH_SE}
-        raw.update({k: final.get(k) for k in WITH_SE})
-        cells = [_fmt(k, raw[k], row_se(final, k) if k in WITH_SE and final else None) for k in keys]
-        rows.append({"id": t.id, "raw": raw, "cells": cells, "error": t.error,
-                     "curves_url": f"{API}/trials/{t.id}/plots/curves.svg"})
-    rows.sort(key=_sort_key(sort, desc), reverse=desc)
-    page = rows[offset:offset + limit]
-    depth_configs = {t.depths for t in trials}
+    try:
+        table = trial_table_page(session, sweep_id=sweep.id, checkpoint=checkpoint, attack=attack, sort=sort,
+                                 desc=desc, limit=limit, offset=offset)
+    except ValueError as e:
+        field, _, reason = str(e).partition(": ")
+        raise SpecError(field, reason) from None
+    page = []
+    for t in table.rows:
+        raw = {k: t[k] for k in keys}
+        final = {k: t[k] for k in (*WITH_SE, "n_total")}
+        cells = [_fmt(k, raw[k], row_se(final, k) if k in WITH_SE else None) for k in keys]
+        page.append({"id": t["id"], "raw": raw, "cells": cells, "error": t["error"],
+                     "curves_url": f"{API}/trials/{t['id']}/plots/curves.svg"})
+    n_rows = table.total
+    many_depths = count_depth_configs(session, sweep_id=sweep.id) > 1
     query = urlencode({"attack": attack, "checkpoint": checkpoint})
 
     def page_url(new_offset: int) -> str:
         return f"?{urlencode({'sort': sort, 'desc': int(desc), 'offset': new_offset, 'limit': limit})}"
 
-    return {"sweep": _sweep_summary(session, sweep), "columns": COLUMNS, "rows": page, "n_rows": len(rows),
+    return {"sweep": _sweep_summary(session, sweep), "columns": COLUMNS, "rows": page, "n_rows": n_rows,
             "sort": sort, "desc": desc, "offset": offset, "limit": limit, "attack": attack, "checkpoint": checkpoint,
             "prev_url": page_url(max(offset - limit, 0)) if offset > 0 else None,
-            "next_url": page_url(offset + limit) if offset + limit < len(rows) else None,
+            "next_url": page_url(offset + limit) if offset + limit < n_rows else None,
             "sort_urls": {k: f"?{urlencode({'sort': k, 'desc': int(k == sort and not desc), 'limit': limit})}"
                           for k in keys},
             "pareto_url": f"{API}/sweeps/{sweep.id}/plots/pareto.png?{query}",
-            "heatmap_url": f"{API}/sweeps/{sweep.id}/plots/depth-heatmap.png?{query}" if len(depth_configs) > 1 else None,
+            "heatmap_url": f"{API}/sweeps/{sweep.id}/plots/depth-heatmap.png?{query}" if many_depths else None,
             "plot_links": {kind: f"{API}/sweeps/{sweep.id}/plots/{kind}.png?{query}"
                            for kind in ("pareto", "depth-heatmap", "eps", "lambda-width")}}  # fmt: skip
 

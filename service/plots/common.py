@@ -54,6 +54,9 @@ class PlotOptions:
             raise SpecError("attack", str(e)) from None
 
 
+MAX_SERIES = 20  # lines (eps groups, lambda-width lines) one plot draws; beyond, the title counts the rest
+MAX_HEATMAP_CELLS = 2_500  # depth-heatmap cells (D1 x D2 x D3 panels) drawn, each with its value written in it
+
 def resolve_sweep(session: Session, ref: int | str) -> Sweep:
     """A sweep by id or name; NotFound naming the reference otherwise."""
     sweep = get_sweep_by_name_or_id(session, ref=str(ref))

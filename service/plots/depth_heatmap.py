@@ -12,7 +12,15 @@ from sqlalchemy.orm import Session
 
 from db.contract import MAXIMIZED
 from search_spaces.spec import SpecError
-from service.plots.common import PlotOptions, empty_note, final_rows, label_of, new_figure, resolve_sweep
+from service.plots.common import (
+    MAX_HEATMAP_CELLS,
+    PlotOptions,
+    empty_note,
+    final_rows,
+    label_of,
+    new_figure,
+    resolve_sweep,
+)
 
 
 @dataclass
@@ -42,13 +50,13 @@ def depth_grid(session: Session, *, sweep_ref: int | str, options: PlotOptions) 
         if r[options.metric] is not None:
             cells[_depths(r["depths"])].append(float(r[options.metric]))
     d1, d2, d3 = (sorted({k[i] for k in cells}) for i in range(3))
-    values = []
-    for c in d3:
-        grid = np.full((len(d1), len(d2)), np.nan)
-        for (a, b, cc), vals in cells.items():
-            if cc == c:
-                grid[d1.index(a), d2.index(b)] = float(np.mean(vals))
-        values.append(grid)
+    if len(d1) * len(d2) * len(d3) > MAX_HEATMAP_CELLS:
+        raise SpecError("depths", f"{len(d1)} x {len(d2)} x {len(d3)} depth configurations make more than "
+                                  f"{MAX_HEATMAP_CELLS:,} heatmap cells; plot a sweep with fewer")
+    at1, at2, at3 = ({d: i for i, d in enumerate(ds)} for ds in (d1, d2, d3))
+    values = [np.full((len(d1), len(d2)), np.nan) for _ in d3]
+    for (a, b, c), vals in cells.items():
+        values[at3[c]][at1[a], at2[b]] = float(np.mean(vals))
     return DepthGrid(d1=d1, d2=d2, d3=d3, values=values, n_rows=sum(len(v) for v in cells.values()),
                      n_cells=len(cells))
 

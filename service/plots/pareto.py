@@ -1,23 +1,25 @@
 """The Pareto scatter: parameters or MACs against a metric (robust accuracy by default), one series per sweep,
-its front (service.analysis.pareto_front) highlighted as a step line, binomial error bars, points labelled by arch;
+its front (db.pareto.pareto_mask, as service.analysis.pareto_report takes it) highlighted as a step line, binomial error bars, points labelled by arch;
 reference sweeps (imported, published results) drawn grey with square markers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 from sqlalchemy.orm import Session
 
 from db.contract import MAXIMIZED
-from service.analysis import pareto_front
+from db.pareto import pareto_mask
+from db.results import query_columns
 from service.plots.common import (
     REFERENCE_COLOR,
     REFERENCE_MARKER,
     RUN_MARKER,
     PlotOptions,
     empty_note,
-    final_rows,
     label_of,
     new_figure,
     resolve_sweep,
@@ -25,6 +27,7 @@ from service.plots.common import (
 )
 
 MAX_LABELLED = 40  # a series with more points labels its front points only (beyond, labels overlap unreadably)
+MAX_FRONT_LABELS = 200  # and at most this many of them (a front of thousands of points is a solid line)
 
 
 @dataclass
@@ -46,20 +49,29 @@ class ParetoSeries:
 
 
 def pareto_series(session: Session, *, sweep_refs: list[int | str], options: PlotOptions) -> list[ParetoSeries]:
-    """One series per sweep (ids or names), each with its own front in (options.x, options.metric)."""
+    """One series per sweep (ids or names), each with its own front in (options.x, options.metric). Identical
+    points (the same x, y, standard error and arch) are drawn once: 100,000 identical rows are one marker."""
     out = []
     for ref in sweep_refs:
         sweep = resolve_sweep(session, ref)
-        rows = final_rows(session, sweep=sweep, options=options)
         filters = {"sweep_ids": [sweep.id], "checkpoint": options.checkpoint, "attack": options.attack}
-        _, front = pareto_front(session, metrics=[options.x, options.metric], maximize=None, filters=filters)
-        front_trials = {r["trial"] for r in front}
-        usable = [r for r in rows if r[options.x] is not None and r[options.metric] is not None]
+        cols = query_columns(session, fields=["trial", "arch", "n_total", options.x, options.metric],
+                             filters=filters, kind="final", explain_empty=True)
+        rows = list(zip(cols["arch"], cols["n_total"], cols[options.x], cols[options.metric], strict=True))
+        points: dict[tuple[Any, ...], None] = {}  # distinct points, in query order
+        for arch, n_total, x, y in rows:
+            if x is not None and y is not None:
+                points.setdefault((float(x), float(y), row_se({options.metric: y, "n_total": n_total},
+                                                              options.metric), arch), None)
+        # the front of service.analysis.pareto_report (the same rows, directions and definition), on distinct points
+        xy = np.array([p[:2] for p in points], dtype=float).reshape(-1, 2)
+        on_front = pareto_mask(xy, [options.x in MAXIMIZED, options.metric in MAXIMIZED]).tolist()
+        points = {p + (f,): None for p, f in zip(points, on_front, strict=True)}
+        usable = list(points)
         out.append(ParetoSeries(
-            sweep=sweep.name, imported=bool(sweep.imported), x=[float(r[options.x]) for r in usable],
-            y=[float(r[options.metric]) for r in usable], se=[row_se(r, options.metric) for r in usable],
-            labels=[r["arch"] for r in usable], on_front=[r["trial"] in front_trials for r in usable],
-            dropped=len(rows) - len(usable)))  # fmt: skip
+            sweep=sweep.name, imported=bool(sweep.imported), x=[p[0] for p in usable], y=[p[1] for p in usable],
+            se=[p[2] for p in usable], labels=[p[3] for p in usable], on_front=[p[4] for p in usable],
+            dropped=sum(x is None or y is None for *_, x, y in rows)))  # fmt: skip
     return out
 
 
@@ -85,10 +97,11 @@ def draw_pareto(series: list[ParetoSeries], options: PlotOptions) -> Figure:
         ax.plot(fx, fy, drawstyle="steps-post", color=color, lw=1.8, label=f"{name}: front", gid=f"front:{s.sweep}")
         ax.scatter(fx, fy, marker=marker, facecolor=color, edgecolor="black", linewidths=1.0, s=46, zorder=3,
                    gid=f"front-points:{s.sweep}")
-        label_all = len(s.x) <= MAX_LABELLED
+        label_all, labelled = len(s.x) <= MAX_LABELLED, 0
         for x, y, lab, f in zip(s.x, s.y, s.labels, s.on_front, strict=True):
-            if label_all or f:
+            if (label_all or f) and labelled < MAX_FRONT_LABELS:
                 ax.annotate(lab, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6, color=color)
+                labelled += 1
     xs = [x for s in series for x in s.x]
     if not xs:
         empty_note(ax, "no final results with both coordinates yet")

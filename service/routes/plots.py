@@ -21,6 +21,7 @@ from service.visibility import check_visible, visible_trial
 
 router = APIRouter(tags=["plots"])
 
+MAX_REFERENCES = 5  # reference sweeps on one plot (each is read and its front computed)
 SweepKind = Literal["pareto", "depth-heatmap", "eps", "lambda-width"]
 Format = Literal["png", "svg"]
 IMAGE_RESPONSES: dict[int | str, dict] = {
@@ -46,7 +47,9 @@ def sweep_plot(
     attack: Annotated[str, Query(description="attack key of the final rows (pgd20, cw20, autoattack, ...)")] =
         DEFAULT_ATTACK,
     checkpoint: Literal["best", "last"] = "best",
-    reference: Annotated[list[str] | None, Query(description="Pareto: sweeps (id or name) on the same axes")] = None,
+    reference: Annotated[list[str] | None, Query(description=f"Pareto: sweeps (id or name) on the same axes, at "
+                                                             f"most {MAX_REFERENCES}", max_length=MAX_REFERENCES)] =
+        None,
 ) -> Response:  # fmt: skip
     """The sweep's plot `kind` as PNG or SVG. Reference sweeps (imported) are drawn grey with square markers."""
     check_visible(session, principal, [sweep_id, *(reference or [])])

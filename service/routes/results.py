@@ -80,24 +80,32 @@ def curves(trial_id: TrialId, session: SessionDep, principal: PrincipalDep) -> l
     return trial_curves(session, trial_id=trial_id)
 
 
-@router.get("/pareto", response_model=ParetoOut)
-def pareto(request: Request, session: SessionDep, principal: PrincipalDep, x: str = "params", y: str = "robust_acc",
-           metric: list[str] = Query(default=[]), maximize: str | None = None,
+@router.get("/pareto", response_model=ParetoOut,
+            responses={200: {"headers": {"X-Total-Count": {"description": "points on the whole front",
+                                                           "schema": {"type": "integer"}}}}})
+def pareto(request: Request, response: Response, session: SessionDep, principal: PrincipalDep, x: str = "params",
+           y: str = "robust_acc", metric: list[str] = Query(default=[]), maximize: str | None = None,
            attack: str = Query(DEFAULT_ATTACK, description="attack key of the rows (pgd20, cw20, autoattack, ...)"),
-           checkpoint: Literal["best", "last"] = "best") -> ParetoOut:
+           checkpoint: Literal["best", "last"] = "best",
+           limit: int = Query(PAGE_DEFAULT, ge=1, le=MAX_PAGE, description=f"front rows returned (max {MAX_PAGE})"),
+           ) -> ParetoOut:
     """Non-dominated rows in (x, y, *metric). `maximize=false,true` overrides the directions (default: accuracies
     and stability maximised, everything else minimised: params and MACs down, robust accuracy up). Each point
     carries its standard errors and `within_noise` (its place on the front rests on differences within two
-    standard errors, db.stats.noise_marks); `front_within_noise` and `note` give the verdict on the whole front."""
+    standard errors, db.stats.noise_marks); `front_within_noise` and `note` give the verdict on the whole front.
+    `n_points` (and the `X-Total-Count` header) counts the whole front; `front` holds its first `limit` rows by
+    trial (ties: identical rows are all on the front)."""
     metrics = [x, y, *metric]
     try:
         directions = None if maximize is None else [_bool("maximize", v) for v in maximize.split(",")]
         filters = scoped_filters(session, principal, parse_filters(request.query_params.multi_items(),
-                                                                    reserved={"x", "y", "metric", "maximize"}))
-        report = pareto_report(session, metrics=metrics, maximize=directions, filters=filters)
+                                                                    reserved={"x", "y", "metric", "maximize",
+                                                                              "limit"}))
+        report = pareto_report(session, metrics=metrics, maximize=directions, filters=filters, limit=limit)
     except ValueError as e:
         raise _bad_filter(e) from None
-    return ParetoOut(metrics=metrics, maximize=report.maximize, n_points=len(report.front),
+    response.headers["X-Total-Count"] = str(len(report.front_keys))
+    return ParetoOut(metrics=metrics, maximize=report.maximize, n_points=len(report.front_keys),
                      front=report.front, front_within_noise=report.front_within_noise, note=report.note)
 
 

@@ -7,16 +7,17 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Sweep
-from db.sweeps import ForbiddenTransition, SweepExists, list_sweeps, list_trials, trial_status_counts
+from db.sweeps import ForbiddenTransition, SweepExists, list_sweeps, trial_status_counts
+from db.trial_table import MAX_TRIALS_PAGE, list_trials_page
 from search_spaces.spec import SpecError
 from service.auth import Principal
-from service.deps import PrincipalDep, SessionDep, SessionsDep, SettingsDep, SweepId, WriterDep
+from service.deps import DB_ID_MAX, PrincipalDep, SessionDep, SessionsDep, SettingsDep, SweepId, WriterDep
 from service.errors import (
     BODY_ERRORS,
     CONFLICT,
@@ -48,6 +49,7 @@ from service.submission import (
 from service.visibility import visible_sweep
 
 router = APIRouter(tags=["sweeps"])
+PAGE_DEFAULT = 1000  # trials per page unless `limit` says otherwise
 WRITE = FORBIDDEN | BODY_ERRORS | UNAVAILABLE  # what every write route may also answer
 
 
@@ -131,10 +133,18 @@ def sweep(sweep_id: SweepId, session: SessionDep, principal: PrincipalDep) -> Sw
     return SweepDetail.model_validate(s).model_copy(update={"counts": trial_status_counts(session, sweep_id=sweep_id)})
 
 
-@router.get("/sweeps/{sweep_id}/trials", response_model=list[TrialOut], responses=NOT_FOUND)
-def trials(sweep_id: SweepId, session: SessionDep, principal: PrincipalDep) -> list[TrialOut]:
+@router.get("/sweeps/{sweep_id}/trials", response_model=list[TrialOut],
+            responses=NOT_FOUND | {200: {"headers": {"X-Total-Count": {"description": "trials on all pages",
+                                                                       "schema": {"type": "integer"}}}}})
+def trials(sweep_id: SweepId, session: SessionDep, principal: PrincipalDep, response: Response,
+           limit: int = Query(PAGE_DEFAULT, ge=1, le=MAX_TRIALS_PAGE, description=f"page size (max {MAX_TRIALS_PAGE})"),
+           offset: int = Query(0, ge=0, le=DB_ID_MAX)) -> list[TrialOut]:
+    """The sweep's trials in idx order, one page: `limit` (default 1000, at most 10000) from `offset`, with the
+    headers `X-Total-Count` (trials on all pages), `X-Limit` and `X-Offset`, as /results."""
     visible(session, sweep_id, principal)
-    return [TrialOut.model_validate(t) for t in list_trials(session, sweep_id=sweep_id)]
+    page = list_trials_page(session, sweep_id=sweep_id, limit=limit, offset=offset)
+    response.headers.update({"X-Total-Count": str(page.total), "X-Limit": str(limit), "X-Offset": str(offset)})
+    return [TrialOut.model_validate(t) for t in page.rows]
 
 
 class ExtendRequest(BaseModel):

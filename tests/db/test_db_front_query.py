@@ -61,13 +61,16 @@ def from_candidates(cols: dict[str, list[Any]], x: str, y: str, x_max: bool, y_m
     return dict(zip(keys, marks, strict=True))
 
 
-def _store(factory: sessionmaker[Session], trial_dict: Callable[..., dict[str, Any]], seed: int) -> str:
+def _store(factory: sessionmaker[Session], trial_dict: Callable[..., dict[str, Any]], seed: int,
+           heavy: bool = False) -> str:
     """A sweep of 120 trials with best/last x pgd20/cw20 rows: tied params and accuracies, counts of 50, 400 or
-    10,000 images, some rows without counts (n_total missing or 0), some trials without params."""
+    10,000 images, some rows without counts (n_total missing or 0), some trials without params. `heavy`: three
+    parameter counts and three accuracies only, so most rows are exact duplicates of many others."""
     rng = random.Random(seed)
-    name = f"front-{seed}"
-    trials = [trial_dict(i, config_hash=f"h{seed}-{i}", params=None if rng.random() < 0.05 else rng.randint(1, 40),
-                         macs=rng.randint(1, 40) * 1000) for i in range(120)]
+    name = f"front-{seed}-{heavy}"
+    params = (lambda: rng.choice([5, 10, 20])) if heavy else (lambda: rng.randint(1, 40))
+    trials = [trial_dict(i, config_hash=f"h{seed}-{heavy}-{i}", params=None if rng.random() < 0.05 else params(),
+                         macs=rng.choice([1, 2, 40] if heavy else range(1, 41)) * 1000) for i in range(120)]
     with factory.begin() as s:
         sweep = create_sweep(s, name=name, spec={}, trials=trials, code_version="test")
         ids = [t.id for t in sweep.trials]
@@ -77,16 +80,16 @@ def _store(factory: sessionmaker[Session], trial_dict: Callable[..., dict[str, A
                 for attack in ("pgd20", "cw20"):
                     n = rng.choice([50, 400, 10_000, 10_000, None, 0]) if rng.random() < 0.15 else \
                         rng.choice([50, 400, 10_000])  # fmt: skip
-                    k = rng.randint(0, 25)  # accuracies on a coarse grid: many ties
+                    k = rng.choice([10, 12, 13]) if heavy else rng.randint(0, 25)  # a coarse grid: many ties
                     clean = min(1.0, k / 25 + 0.2)
                     upsert_final(s, trial_id=tid, row=FinalRow(checkpoint=checkpoint, attack=attack, robust_acc=k / 25,
                                                                 clean_acc=clean, n_total=n))
     return name
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_front_and_noise_marks_equal_brute_force(factory, trial_dict, seed: int) -> None:
-    name = _store(factory, trial_dict, seed)
+@pytest.mark.parametrize(("seed", "heavy"), [(0, False), (1, False), (2, False), (3, True), (4, True)])
+def test_front_and_noise_marks_equal_brute_force(factory, trial_dict, seed: int, heavy: bool) -> None:
+    name = _store(factory, trial_dict, seed, heavy)
     cases = [("params", "robust_acc", False, True), ("macs", "robust_acc", False, True),
              ("params", "clean_acc", True, False), ("macs", "clean_acc", True, True)]
     filter_sets = [{"sweep": name, "checkpoint": "best", "attack": "pgd20"},
