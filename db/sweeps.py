@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from db.fields import SWEEP_STATUSES, TERMINAL_TRIAL_STATUSES, TRIAL_STATUSES
+from db.fields import SWEEP_STATUSES, TERMINAL_TRIAL_STATUSES, TRIAL_STATUSES, id_in_text
 from db.models import Sweep, Trial, utcnow
 from db.states import Actor, ForbiddenTransition, check_transition
 
@@ -76,8 +76,8 @@ def get_sweep(session: Session, *, sweep_id: int) -> Sweep | None:
 def get_sweep_by_name_or_id(session: Session, *, ref: str) -> Sweep | None:
     """`ref` is a sweep name or a numeric id (an id wins when both could match)."""
     ref = str(ref).strip()
-    if ref.isdigit():
-        sweep = session.get(Sweep, int(ref))
+    if (sweep_id := id_in_text(ref)) is not None:
+        sweep = session.get(Sweep, sweep_id)
         if sweep is not None:
             return sweep
     return session.scalar(select(Sweep).where(Sweep.name == ref))

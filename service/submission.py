@@ -247,10 +247,15 @@ def _stop(settings: Settings, job_id: str | None, wait_s: float) -> str | None:
     return state
 
 
-def _get(session: Session, sweep_id: int) -> Sweep:
+def _get(session: Session, sweep_id: int, action: str) -> Sweep:
+    """The sweep a lifecycle `action` (cancel, resume, extend) is about: 404 when there is none, 409 when it is an
+    imported reference (results only: no spec to run, no Ray job)."""
     sweep = get_sweep(session, sweep_id=sweep_id)
     if sweep is None:
         raise LifecycleError(404, "sweep", f"sweep {sweep_id} not found")
+    if sweep.imported:
+        raise LifecycleError(409, "sweep", f"sweep {sweep_id} is an imported reference (published results, nothing "
+                                           f"was run here): there is nothing to {action}")
     return sweep
 
 
@@ -267,7 +272,7 @@ def cancel_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
     RayUnavailable when the Ray head cannot be asked about the job: before anything is written when that is
     found first; a head lost while the job is being stopped leaves the sweep `cancelling` (cancel again)."""
     with make_session() as s:
-        sweep = _get(s, sweep_id)
+        sweep = _get(s, sweep_id, "cancel")
         if sweep.status in ("completed", "failed", "cancelled") and not _unfinished(s, sweep_id):
             raise LifecycleError(409, "status", f"sweep {sweep_id} is already {sweep.status}: nothing to cancel")
         job = sweep.ray_job_id
@@ -289,7 +294,7 @@ def resume_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
     run again. 409 while its job still runs, or when the sweep completed with nothing left (known from the store
     alone, so Ray is not asked); RayUnavailable, nothing written, when the Ray head cannot be asked."""
     with make_session() as s:
-        sweep = _get(s, sweep_id)
+        sweep = _get(s, sweep_id, "resume")
         job, status, data_root = sweep.ray_job_id, sweep.status, StoredSweep.model_validate(sweep.spec).data_root
         if status == "completed" and not _unfinished(s, sweep_id):
             raise LifecycleError(409, "status", f"sweep {sweep_id} is completed: nothing to resume")
@@ -310,7 +315,7 @@ def extend_sweep(make_session: sessionmaker[Session], sweep_id: int, patch: dict
     transaction, with the new spec and the extension recorded), and a new Tune experiment runs just those.
     409 while the sweep runs; 422 for a bad patch, a search sweep, or a patch that adds nothing."""
     with make_session() as s:
-        sweep = _get(s, sweep_id)
+        sweep = _get(s, sweep_id, "extend")
         stored = StoredSweep.model_validate(sweep.spec)
         if stored.is_search:
             raise LifecycleError(422, "search", f"extend adds configurations to a grid sweep; sweep {sweep_id} is "

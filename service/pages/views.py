@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from db.contract import DEFAULT_ATTACK
+from db.contract import DEFAULT_ATTACK, check_attack_key
 from db.fields import TRIAL_STATUSES
 from db.models import Sweep
 from db.results import query_results
@@ -103,6 +103,10 @@ def sweep_view(session: Session, *, sweep_id: int, sort: str = "idx", desc: bool
         raise SpecError("limit", f"must be in 1..{MAX_PAGE_SIZE}, got {limit}")
     if offset < 0:
         raise SpecError("offset", f"must be >= 0, got {offset}")
+    try:
+        check_attack_key(attack)
+    except ValueError as e:
+        raise SpecError("attack", str(e)) from None
     finals = {r["trial"]: r for r in query_results(
         session, filters={"sweep_ids": [sweep.id], "checkpoint": checkpoint, "attack": attack}, kind="final")}
     trials = list_trials(session, sweep_id=sweep.id)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from db.sweeps import list_trials
 from search_spaces.spec import SpecError
 from service.epsilon_star import GROUP_KEYS, epsilon_star_for_sweep
-from service.plots.common import PlotOptions, empty_note, final_rows, label_of, new_figure, resolve_sweep
+from service.plots.common import PlotOptions, empty_note, final_rows, label_of, lam_text, new_figure, resolve_sweep
 
 METRICS = ("robust_acc", "stability")  # panels 1-2, from final rows
 
@@ -38,7 +38,7 @@ class EpsGroup:
     def label(self) -> str:
         k = dict(zip(GROUP_KEYS, self.key, strict=True))
         n = f", n {k['n_train']}" if k["n_train"] is not None else ""
-        return f"{k['arch']} {k['method']} lam {k['lam']:g}{n} seed {k['seed']}"
+        return f"{k['arch']} {k['method']} {lam_text(k['lam'])}{n} seed {k['seed']}"
 
 
 def eps_groups(session: Session, *, sweep_ref: int | str, options: PlotOptions) -> tuple[list[EpsGroup], str | None]:
