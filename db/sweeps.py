@@ -6,9 +6,10 @@ written all or nothing; these functions only flush.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -294,3 +295,40 @@ def set_sweep_spec(session: Session, *, sweep_id: int, spec: dict[str, Any]) -> 
     sweep.spec = spec
     session.flush()
     return sweep
+
+
+# -------------------------------------------------------------------------- launch claims: one launch at a time
+
+
+def claim_launch(session: Session, *, sweep_id: int, claim: str, lease_s: float, relaunch: bool = False) -> bool:
+    """Take the right to launch the sweep's Ray job for `lease_s` seconds, atomically (one conditional UPDATE: of
+    concurrent callers exactly one gets True). Only a `queued` sweep whose claim is free or lapsed, and without a
+    job unless `relaunch` (resume, extend: the sweep keeps its old job's id until the new one is submitted)."""
+    now = utcnow()
+    where = [Sweep.id == sweep_id, Sweep.status == "queued",
+             or_(Sweep.launch_lease_until.is_(None), Sweep.launch_lease_until < now)]
+    if not relaunch:
+        where.append(Sweep.ray_job_id.is_(None))
+    result = session.execute(update(Sweep).where(*where)
+                             .values(launch_claim=claim, launch_lease_until=now + timedelta(seconds=lease_s))
+                             .execution_options(synchronize_session=False))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def renew_launch_claim(session: Session, *, sweep_id: int, claim: str, lease_s: float) -> bool:
+    """Extend our claim by `lease_s` from now (False: it is no longer ours)."""
+    result = session.execute(update(Sweep).where(Sweep.id == sweep_id, Sweep.launch_claim == claim)
+                             .values(launch_lease_until=utcnow() + timedelta(seconds=lease_s))
+                             .execution_options(synchronize_session=False))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release_launch_claim(session: Session, *, sweep_id: int, claim: str) -> None:
+    session.execute(update(Sweep).where(Sweep.id == sweep_id, Sweep.launch_claim == claim)
+                    .values(launch_claim=None, launch_lease_until=None).execution_options(synchronize_session=False))
+
+
+def launch_in_progress(session: Session, *, sweep_id: int) -> bool:
+    """Another request holds a live claim on the queued sweep (it is launching it now)."""
+    return session.scalar(select(func.count()).select_from(Sweep).where(
+        Sweep.id == sweep_id, Sweep.status == "queued", Sweep.launch_lease_until >= utcnow())) == 1

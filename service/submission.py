@@ -24,6 +24,7 @@ from db.sweeps import (
     create_sweep,
     end_unfinished_trials,
     get_sweep,
+    launch_in_progress,
     requeue_trials,
     set_sweep_job,
     set_sweep_spec,
@@ -38,6 +39,7 @@ from search_spaces.provenance import code_version
 from search_spaces.search import check_epochs
 from search_spaces.spec import SpecError, SweepSpec
 from search_spaces.stored import Extension, StoredSweep
+from service.launch_claim import LAUNCH_WAIT_S, launch_claim, wait_while_launching
 from service.launcher import JobNotFound, RayUnavailable  # noqa: F401 - RayUnavailable: raised through here
 from service.limits import check_spec_limits
 from service.schemas import SweepRequest
@@ -150,21 +152,42 @@ def _spec_differences(stored: SweepSpec, asked: SweepSpec) -> list[str]:
     return (["name"] if asked.name is not None and asked.name != stored.name else []) + differ
 
 
-def finish_interrupted(make_session: sessionmaker[Session], sweep: Sweep, settings: Settings) -> None:
+def finish_interrupted(make_session: sessionmaker[Session], sweep_id: int, settings: Settings) -> None:
     """A replayed submission whose first attempt stored the sweep but died before launching it (queued, no Ray job):
-    launch it now (LaunchFailed as for a first attempt). Any other sweep is left as it is."""
-    if sweep.status == "queued" and sweep.ray_job_id is None:
-        stored = StoredSweep.model_validate(sweep.spec)
-        launch_sweep(make_session, sweep.id, settings, data_root=stored.data_root)
+    launch it now (LaunchFailed as for a first attempt), or wait for the request launching it now (launch_sweep).
+    Any other sweep is left as it is. Holds no database connection while it waits."""
+    with make_session() as s:
+        sweep = get_sweep(s, sweep_id=sweep_id)
+        if sweep is None or sweep.status != "queued" or sweep.ray_job_id is not None:
+            return
+        data_root = StoredSweep.model_validate(sweep.spec).data_root
+    launch_sweep(make_session, sweep_id, settings, data_root=data_root)
 
 
 class LaunchFailed(RuntimeError):
     """The sweep is stored (and now `failed`, with this reason) but its Ray job could not be launched."""
 
 
-def launch_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *, data_root: str | None) -> str:
-    """Submit the driver as a Ray job (starting a local head when the settings name no cluster). A failed
-    submission marks the (queued) sweep `failed` with the reason and raises LaunchFailed."""
+def launch_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *, data_root: str | None,
+                 relaunch: bool = False) -> str | None:
+    """Submit the driver as a Ray job (starting a local head when the settings name no cluster), one launch at a
+    time (service.launch_claim): returns the job id. A failed submission marks the (queued) sweep `failed` and its
+    queued trials `cancelled`, with the reason, and raises LaunchFailed. None when there is nothing to launch: the
+    sweep is not queued, or has a job and this is not a `relaunch` (resume, extend), or another request was
+    launching it (waited for: it launched or failed; a claim whose request died lapses, then this one launches)."""
+    deadline = time.monotonic() + LAUNCH_WAIT_S
+    while True:
+        with launch_claim(make_session, sweep_id, relaunch=relaunch) as claimed:
+            if claimed:
+                return _submit(make_session, sweep_id, settings, data_root=data_root)
+        with make_session() as s:
+            if not launch_in_progress(s, sweep_id=sweep_id):
+                return None
+        if not wait_while_launching(make_session, sweep_id, deadline) or relaunch:
+            return None  # a relaunch that another request made is not made twice
+
+
+def _submit(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *, data_root: str | None) -> str:
     from service import launcher
 
     try:
@@ -172,7 +195,8 @@ def launch_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
         job_id = launcher.submit_sweep_job(settings, cluster, sweep_id=sweep_id, data_root=data_root)
     except Exception as e:  # whatever stopped the launch is the sweep's failure reason
         reason = f"its Ray job could not be launched: {type(e).__name__}: {e}"[:4000]
-        with make_session.begin() as s:
+        with make_session.begin() as s:  # no driver will run them: no trial is left queued
+            end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error=reason, actor="api")
             set_sweep_status(s, sweep_id=sweep_id, status="failed", actor="api", error=reason)
         raise LaunchFailed(f"sweep {sweep_id} is stored but {reason}") from e
     with make_session.begin() as s:
@@ -304,7 +328,7 @@ def resume_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
     with make_session.begin() as s:
         ids = requeue_trials(s, sweep_id=sweep_id, statuses=("running", "cancelled"), driver_ended=True, actor="api")
         set_sweep_status(s, sweep_id=sweep_id, status="queued", actor="api")
-    job = launch_sweep(make_session, sweep_id, settings, data_root=data_root)
+    job = launch_sweep(make_session, sweep_id, settings, data_root=data_root, relaunch=True)
     return LifecycleResult(sweep_id, "queued", job, None, ids)
 
 
@@ -338,7 +362,7 @@ def extend_sweep(make_session: sessionmaker[Session], sweep_id: int, patch: dict
         set_sweep_spec(s, sweep_id=sweep_id, spec=stored.extended(spec, extension).to_json())
         set_sweep_status(s, sweep_id=sweep_id, status="queued", actor="api")
         ids = [t.id for t in added]
-    job = launch_sweep(make_session, sweep_id, settings, data_root=stored.data_root)
+    job = launch_sweep(make_session, sweep_id, settings, data_root=stored.data_root, relaunch=True)
     return LifecycleResult(sweep_id, "queued", job, None, ids)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Sweep
-from db.sweeps import ForbiddenTransition, SweepExists, list_sweeps, list_trials, trial_status_counts
+from db.sweeps import ForbiddenTransition, SweepExists, get_sweep, list_sweeps, list_trials, trial_status_counts
 from search_spaces.spec import SpecError
 from service.auth import Principal
 from service.deps import PrincipalDep, SessionDep, SessionsDep, SettingsDep, SweepId, WriterDep
@@ -77,18 +77,19 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
             response.headers["Idempotent-Replayed"] = "true"
             return replay
         raise conflict(str(e) if isinstance(e, SweepExists) else "the sweep could not be stored") from None
-    try:
+    try:  # one launch at a time: a concurrent replay may be launching it (then this waits for that launch)
         launch_sweep(sessions, sweep.id, settings, data_root=data_root_of(req, settings))
     except LaunchFailed as e:  # the sweep is stored and marked failed with the reason
         raise unavailable(str(e)) from None
     session.refresh(sweep)
     return SweepOut.model_validate(sweep).model_copy(update={"totals": PlanTotals(**plan.totals()),
-                                                             "counts": {"queued": sweep.n_trials}})
+                                                             "counts": trial_status_counts(session, sweep_id=sweep.id)})
 
 
 def _replay(sessions: Any, settings: Any, key: str, principal: Principal, req: SweepRequest) -> SweepOut | None:
-    """The sweep stored under `key` (launched now if its first POST died before launching), or None. 409 when the
-    key is another owner's, 422 when it was used for another request body."""
+    """The sweep stored under `key` (launched now if its first POST died before launching; if another request is
+    launching it, after that launch ended: exactly one launch attempt however many replays race), or None. 409
+    when the key is another owner's, 422 when it was used for another request body."""
     with sessions() as s:
         try:
             sweep = sweep_for_key(s, key=key, owner=principal.owner, req=req)
@@ -100,13 +101,14 @@ def _replay(sessions: Any, settings: Any, key: str, principal: Principal, req: S
             raise unprocessable(e.field, e.reason) from None
         if sweep is None:
             return None
-        try:
-            finish_interrupted(sessions, sweep, settings)
-        except LaunchFailed as e:
-            raise unavailable(str(e)) from None
-        s.refresh(sweep)
-        return SweepOut.model_validate(sweep).model_copy(
-            update={"counts": trial_status_counts(s, sweep_id=sweep.id)})
+        sweep_id = sweep.id
+    try:  # with no session open: a replay may wait for another request's launch
+        finish_interrupted(sessions, sweep_id, settings)
+    except LaunchFailed as e:
+        raise unavailable(str(e)) from None
+    with sessions() as s:
+        return SweepOut.model_validate(get_sweep(s, sweep_id=sweep_id)).model_copy(
+            update={"counts": trial_status_counts(s, sweep_id=sweep_id)})
 
 
 @router.post("/plan", response_model=PlanOut, responses=BODY_ERRORS)

@@ -14,7 +14,7 @@ from db.engine import default_sqlite_url, downgrade, make_engine, upgrade
 from db.models import Base
 
 TABLES = {"sweeps", "trials", "epoch_metrics", "final_results", "api_tokens"}
-HEAD = "0007"
+HEAD = "0008"
 
 
 def _tables(engine: Engine) -> set[str]:
