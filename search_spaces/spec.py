@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search_spaces.catalog import DATASETS, METHOD_DEFAULTS, known
 from search_spaces.config import EVAL_PRESETS, EvalPreset, Norm, TrialConfig
@@ -45,6 +45,15 @@ def _as_list(v: Any) -> Any:
     return v if isinstance(v, list | tuple) else [v]
 
 
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, bool):  # pydantic's lax float takes true as 1.0: `lam: false` would be lambda 0
+        raise ValueError("a boolean is not a number")  # noqa: TRY004 - pydantic reports only ValueError
+    return v
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]  # a float axis value: an int or a float, never a bool
+
+
 class SweepSpec(BaseModel):
     """A sweep: the axes to expand and the training settings shared by every trial."""
 
@@ -55,10 +64,10 @@ class SweepSpec(BaseModel):
     model: str = "wrn"
     depths: list[list[int]] = [[5], [5], [5]]  # per stage: the depth choices
     widths: list[list[float]] = [[10.0], [10.0], [10.0]]  # per stage: the width-factor choices
-    gamma: list[float] = [1.0]  # width scaling (w10-10-4 x 2 = w20-20-8)
+    gamma: list[Number] = [1.0]  # width scaling (w10-10-4 x 2 = w20-20-8)
     method: list[str] = ["sat"]
-    lam: list[float] | None = None  # None: each method's reference default
-    eps: list[float] = [8 / 255]  # pixel units in [0, 1]
+    lam: list[Number] | None = None  # None: each method's reference default
+    eps: list[Number] = [8 / 255]  # pixel units in [0, 1]
     norm: list[Norm] = ["linf"]
     dataset: str = "cifar10"
     n_train: list[int | None] = [None]  # None: the whole training split

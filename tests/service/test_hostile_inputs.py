@@ -181,3 +181,30 @@ def test_evaluate_with_the_ray_head_down_is_503(client: TestClient) -> None:
     r = client.post("/api/v1/sweeps/1/evaluate", json={"trials": [1], "attack": "pgd20", "checkpoints": ["last"]})
     assert r.status_code == 503, r.text
     assert "does not answer" in r.json()["detail"] and "127.0.0.1" in r.json()["detail"]
+
+
+# ---------------------------------------------------------------------------------- a bool is not a number; Allow
+
+
+@pytest.mark.parametrize(("field", "value", "index"), [("lam", False, 0), ("lam", [1, True], 1), ("eps", True, 0),
+                                                     ("gamma", [True], 0)])
+def test_a_boolean_is_not_a_number_in_a_spec(client: TestClient, field: str, value: Any, index: int) -> None:
+    spec = {"depths": [[1], [1], [1]], "widths": [[1], [1], [1]], "dataset": "synthetic", field: value}
+    err = _error(client.post("/api/v1/plan", json={"spec": spec}))
+    assert err["loc"] == ["body", "spec", field, index] and "a boolean is not a number" in err["msg"], err
+    ok = client.post("/api/v1/plan", json={"spec": {**spec, field: 1 if field == "gamma" else 0}})
+    assert ok.status_code == 200, ok.text  # 0 and 1 as numbers are fine
+
+
+@pytest.mark.parametrize(("method", "url", "allow"), [
+    ("OPTIONS", "/api/v1/sweeps", "GET, POST"),  # Starlette's 405 said `Allow: POST` (the first route's)
+    ("DELETE", "/api/v1/sweeps", "GET, POST"),
+    ("OPTIONS", "/api/v1/sweeps/1", "GET"),
+    ("PUT", "/api/v1/sweeps/1/resume", "POST"),
+    ("OPTIONS", "/api/v1/results", "GET"),
+    ("POST", "/sweeps/1", "GET"),
+])
+def test_method_not_allowed_names_every_method_of_the_path(client: TestClient, method: str, url: str,
+                                                            allow: str) -> None:
+    r = client.request(method, url)
+    assert (r.status_code, r.headers["allow"]) == (405, allow)
