@@ -208,3 +208,14 @@ def test_method_not_allowed_names_every_method_of_the_path(client: TestClient, m
                                                             allow: str) -> None:
     r = client.request(method, url)
     assert (r.status_code, r.headers["allow"]) == (405, allow)
+
+
+@pytest.mark.parametrize("ref", ["trial:³", "trial:٣", f"trial:{2**63}", "trial:1e3"])
+def test_init_from_names_a_database_id(client: TestClient, ref: str) -> None:
+    """`trial:³` passed the spec (`isdigit`) and failed later in int(), in eps* and the trainer."""
+    spec = {"depths": [[1], [1], [1]], "widths": [[1], [1], [1]], "dataset": "synthetic",
+            "training": {"init_from": ref}}
+    err = _error(client.post("/api/v1/plan", json={"spec": spec}))
+    assert "expected 'trial:<id>'" in err["msg"] and err["loc"] == ["body", "training", "init_from"], err
+    ok = client.post("/api/v1/plan", json={"spec": {**spec, "training": {"init_from": "trial:12"}}})
+    assert ok.status_code == 200, ok.text
