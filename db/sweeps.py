@@ -300,13 +300,17 @@ def set_sweep_spec(session: Session, *, sweep_id: int, spec: dict[str, Any]) -> 
 # -------------------------------------------------------------------------- launch claims: one launch at a time
 
 
-def claim_launch(session: Session, *, sweep_id: int, claim: str, lease_s: float, relaunch: bool = False) -> bool:
+def claim_launch(session: Session, *, sweep_id: int, claim: str, lease_s: float, relaunch: bool = False,
+                 dead_claim: str | None = None) -> bool:
     """Take the right to launch the sweep's Ray job for `lease_s` seconds, atomically (one conditional UPDATE: of
-    concurrent callers exactly one gets True). Only a `queued` sweep whose claim is free or lapsed, and without a
-    job unless `relaunch` (resume, extend: the sweep keeps its old job's id until the new one is submitted)."""
+    concurrent callers exactly one gets True). Only a `queued` sweep whose claim is free, lapsed or `dead_claim`
+    (one whose process is known to have died), and without a job unless `relaunch` (resume, extend: the sweep keeps
+    its old job's id until the new one is submitted)."""
     now = utcnow()
-    where = [Sweep.id == sweep_id, Sweep.status == "queued",
-             or_(Sweep.launch_lease_until.is_(None), Sweep.launch_lease_until < now)]
+    free = [Sweep.launch_lease_until.is_(None), Sweep.launch_lease_until < now]
+    if dead_claim is not None:
+        free.append(Sweep.launch_claim == dead_claim)
+    where = [Sweep.id == sweep_id, Sweep.status == "queued", or_(*free)]
     if not relaunch:
         where.append(Sweep.ray_job_id.is_(None))
     result = session.execute(update(Sweep).where(*where)
@@ -328,7 +332,7 @@ def release_launch_claim(session: Session, *, sweep_id: int, claim: str) -> None
                     .values(launch_claim=None, launch_lease_until=None).execution_options(synchronize_session=False))
 
 
-def launch_in_progress(session: Session, *, sweep_id: int) -> bool:
-    """Another request holds a live claim on the queued sweep (it is launching it now)."""
-    return session.scalar(select(func.count()).select_from(Sweep).where(
-        Sweep.id == sweep_id, Sweep.status == "queued", Sweep.launch_lease_until >= utcnow())) == 1
+def launch_in_progress(session: Session, *, sweep_id: int) -> str | None:
+    """The claim of the request launching the queued sweep now (a live lease), else None."""
+    return session.scalar(select(Sweep.launch_claim).where(
+        Sweep.id == sweep_id, Sweep.status == "queued", Sweep.launch_lease_until >= utcnow()))

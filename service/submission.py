@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.sweeps import (
     Sweep,
     add_trials,
+    claim_launch,
     create_sweep,
     end_unfinished_trials,
     get_sweep,
@@ -39,7 +40,7 @@ from search_spaces.provenance import code_version
 from search_spaces.search import check_epochs
 from search_spaces.spec import SpecError, SweepSpec
 from search_spaces.stored import Extension, StoredSweep
-from service.launch_claim import LAUNCH_WAIT_S, launch_claim, wait_while_launching
+from service.launch_claim import LAUNCH_LEASE_S, LAUNCH_WAIT_S, is_dead, launch_claim, wait_while_launching
 from service.launcher import JobNotFound, RayUnavailable  # noqa: F401 - RayUnavailable: raised through here
 from service.limits import check_spec_limits
 from service.schemas import SweepRequest
@@ -102,11 +103,12 @@ def trial_rows(plan: Plan, *, with_idx: bool = True) -> list[dict[str, object]]:
     return [t.stored_row() | ({"idx": i} if with_idx else {}) for i, t in enumerate(plan.trials)]
 
 
-def store_sweep(session: Session, req: SweepRequest, settings: Settings, *,
-                owner: str | None = None, idempotency_key: str | None = None) -> tuple[Sweep, Plan]:
+def store_sweep(session: Session, req: SweepRequest, settings: Settings, *, owner: str | None = None,
+                idempotency_key: str | None = None, launch_claim: str | None = None) -> tuple[Sweep, Plan]:
     """Validate and plan the request, then write the sweep (recording its `owner`, the API token's, and the
     request's `idempotency_key`) and all its trials in one transaction. A key another sweep holds raises
-    IntegrityError (nothing written)."""
+    IntegrityError (nothing written). With `launch_claim` (service.launch_claim.new_claim) the sweep is stored
+    claimed for launching by this request (launch_sweep's `held_claim`): a replay that finds it waits for it."""
     spec, plan = plan_request(req, settings)
     name = spec.name or f"{req.preset or 'sweep'}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10_000:04d}"
     stored = StoredSweep(spec=spec.model_copy(update={"name": name}), data_root=data_root_of(req, settings))
@@ -117,6 +119,8 @@ def store_sweep(session: Session, req: SweepRequest, settings: Settings, *,
         if idempotency_key is not None:
             sweep.idempotency_key = idempotency_key
             session.flush()
+        if launch_claim is not None:
+            claim_launch(session, sweep_id=sweep.id, claim=launch_claim, lease_s=LAUNCH_LEASE_S)
     return sweep, plan
 
 
@@ -169,20 +173,28 @@ class LaunchFailed(RuntimeError):
 
 
 def launch_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *, data_root: str | None,
-                 relaunch: bool = False) -> str | None:
+                 relaunch: bool = False, held_claim: str | None = None) -> str | None:
     """Submit the driver as a Ray job (starting a local head when the settings name no cluster), one launch at a
     time (service.launch_claim): returns the job id. A failed submission marks the (queued) sweep `failed` and its
     queued trials `cancelled`, with the reason, and raises LaunchFailed. None when there is nothing to launch: the
     sweep is not queued, or has a job and this is not a `relaunch` (resume, extend), or another request was
     launching it (waited for: it launched or failed; a claim whose request died lapses, then this one launches)."""
-    deadline = time.monotonic() + LAUNCH_WAIT_S
+    deadline, dead = time.monotonic() + LAUNCH_WAIT_S, None
     while True:
-        with launch_claim(make_session, sweep_id, relaunch=relaunch) as claimed:
+        with launch_claim(make_session, sweep_id, relaunch=relaunch, dead_claim=dead, held=held_claim) as claimed:
             if claimed:
                 return _submit(make_session, sweep_id, settings, data_root=data_root)
+        if held_claim is not None:  # ours lapsed (a stalled database): claim it like anyone else
+            held_claim = None
+            continue
         with make_session() as s:
-            if not launch_in_progress(s, sweep_id=sweep_id):
+            if (holder := launch_in_progress(s, sweep_id=sweep_id)) is None:
                 return None
+        if is_dead(holder):  # its API process died mid-launch (and restarted): take it over now, once
+            if holder == dead:
+                return None  # the take-over was refused: nothing to launch
+            dead = holder
+            continue
         if not wait_while_launching(make_session, sweep_id, deadline) or relaunch:
             return None  # a relaunch that another request made is not made twice
 
@@ -196,8 +208,10 @@ def _submit(make_session: sessionmaker[Session], sweep_id: int, settings: Settin
     except Exception as e:  # whatever stopped the launch is the sweep's failure reason
         reason = f"its Ray job could not be launched: {type(e).__name__}: {e}"[:4000]
         with make_session.begin() as s:  # no driver will run them: no trial is left queued
-            end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error=reason, actor="api")
-            set_sweep_status(s, sweep_id=sweep_id, status="failed", actor="api", error=reason)
+            sweep = get_sweep(s, sweep_id=sweep_id)
+            if sweep is not None and sweep.status == "queued":  # (a claim lost to a stalled database: once only)
+                end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error=reason, actor="api")
+                set_sweep_status(s, sweep_id=sweep_id, status="failed", actor="api", error=reason)
         raise LaunchFailed(f"sweep {sweep_id} is stored but {reason}") from e
     with make_session.begin() as s:
         set_sweep_job(s, sweep_id=sweep_id, ray_job_id=job_id, dashboard_url=launcher.dashboard_url(cluster))

@@ -27,6 +27,7 @@ from service.errors import (
     unavailable,
     unprocessable,
 )
+from service.launch_claim import new_claim
 from service.schemas import PlanOut, PlanTotals, SweepDetail, SweepOut, SweepRequest, TrialOut
 from service.submission import (
     IdempotencyKeyReused,
@@ -68,8 +69,10 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
     if idempotency_key is not None and (replay := _replay(sessions, settings, idempotency_key, principal, req)):
         response.headers["Idempotent-Replayed"] = "true"
         return replay
+    claim = new_claim()  # stored with the sweep: a concurrent replay waits for this request's launch
     try:
-        sweep, plan = store_sweep(session, req, settings, owner=principal.owner, idempotency_key=idempotency_key)
+        sweep, plan = store_sweep(session, req, settings, owner=principal.owner, idempotency_key=idempotency_key,
+                                  launch_claim=claim)
     except SpecError as e:
         raise unprocessable(e.field, e.reason) from None
     except (SweepExists, IntegrityError) as e:  # a concurrent POST with the same key may have won the race
@@ -78,7 +81,7 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
             return replay
         raise conflict(str(e) if isinstance(e, SweepExists) else "the sweep could not be stored") from None
     try:  # one launch at a time: a concurrent replay may be launching it (then this waits for that launch)
-        launch_sweep(sessions, sweep.id, settings, data_root=data_root_of(req, settings))
+        launch_sweep(sessions, sweep.id, settings, data_root=data_root_of(req, settings), held_claim=claim)
     except LaunchFailed as e:  # the sweep is stored and marked failed with the reason
         raise unavailable(str(e)) from None
     session.refresh(sweep)

@@ -5,6 +5,8 @@ counts its calls and either fails like a Ray head that is down or submits after 
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -139,3 +141,31 @@ def test_a_claim_whose_request_died_lapses_and_a_retry_launches(tmp_path: Path, 
     with sessions() as s:
         assert get_sweep(s, sweep_id=sweep_id).status == "failed"
 
+
+def test_a_claim_of_a_process_that_died_on_this_host_is_taken_over_at_once(tmp_path: Path, db_url,
+                                                                         fake: FakeLauncher) -> None:
+    """An API killed mid-launch and restarted: its claim names a pid that no longer exists, so the retry launches
+    without waiting for the lease (a minute here) to lapse."""
+    settings = _settings(tmp_path, db_url)
+    with running_api(settings, scope="write") as base:
+        sessions = session_factory(make_engine(settings.database_url))
+        with sessions() as s:
+            sweep, _ = store_sweep(s, SweepRequest.model_validate({"spec": SPEC, "name": "once"}), settings,
+                                   owner=TOKEN_OWNER, idempotency_key="same-key")
+            sweep_id = sweep.id
+        claim = f"{socket.gethostname()[:30]}:{_dead_pid()}:0123456789abcdef"
+        assert launch_claim.is_dead(claim) and not launch_claim.is_dead(launch_claim.new_claim())
+        with sessions.begin() as s:
+            assert claim_launch(s, sweep_id=sweep_id, claim=claim, lease_s=60.0)
+        t0 = time.monotonic()
+        r = httpx.post(f"{base}/sweeps", json={"spec": SPEC, "name": "once"}, headers={"Idempotency-Key": "same-key"},
+                       timeout=60)
+        waited = time.monotonic() - t0
+    assert r.status_code == 503 and "could not be launched" in r.json()["detail"], r.text
+    assert fake.calls == [sweep_id] and waited < 5, waited
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
