@@ -81,6 +81,8 @@ class Sweep(Base):
     imported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # a reference sweep
     source: Mapped[str | None] = mapped_column(Text)  # imported sweeps: where the rows come from (file, paper)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))  # a retried POST finds its sweep (unique)
+    launch_claim: Mapped[str | None] = mapped_column(String(64))  # the request launching its job now (db.sweeps)
+    launch_lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the claim lapses then
 
     trials: Mapped[list[Trial]] = relationship(
         back_populates="sweep", cascade="all, delete-orphan", passive_deletes=True, order_by="Trial.idx"

@@ -22,6 +22,7 @@ from db.contract import (
     FinalRow,
     check_attack_key,
 )
+from db.fields import fits_int64, id_in_text
 from db.models import Base, EpochMetric, FinalResult, Sweep, Trial
 from db.stats import NOISE_SIGMAS
 
@@ -114,19 +115,23 @@ assert all(set(cols) <= set(RESULT_FIELDS) for cols in _COLUMNS.values())
 
 
 def _typed(field: str, value: Any) -> Any:
-    """A filter value as the field's type (Approx passes through for floats)."""
+    """A filter value as the field's type (Approx passes through for floats); ValueError naming the field for a
+    value the column cannot hold (an integer outside int64, a float that is not finite)."""
     if value is None or isinstance(value, Approx):
         return value
-    try:
-        if field in INT_FIELDS:
-            return int(value)
-        if field in FLOAT_FIELDS:
-            return float(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"filter {field!r}: bad value {value!r}") from e
     if field == "attack":
         return check_attack_key(str(value))
-    return str(value)
+    if field not in INT_FIELDS | FLOAT_FIELDS:
+        return str(value)
+    try:
+        number = int(value) if field in INT_FIELDS else float(value)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ValueError(f"filter {field!r}: bad value {value!r}") from e
+    if isinstance(number, int) and not fits_int64(number):
+        raise ValueError(f"filter {field!r}: {value!r} is outside the database's 64-bit integer range")
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"filter {field!r}: {value!r} is not a finite number")
+    return number
 
 
 def _equals(field: str, expr: Any, value: Any) -> ColumnElement[bool]:
@@ -142,8 +147,9 @@ def _equals(field: str, expr: Any, value: Any) -> ColumnElement[bool]:
 
 def _sweep_match(value: Any) -> ColumnElement[bool]:
     conds = [Sweep.name == str(value)]
-    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-        conds.append(Sweep.id == int(value))
+    sweep_id = value if isinstance(value, int) and fits_int64(value) else id_in_text(str(value))
+    if sweep_id is not None:
+        conds.append(Sweep.id == sweep_id)
     return or_(*conds)
 
 

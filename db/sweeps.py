@@ -6,14 +6,15 @@ written all or nothing; these functions only flush.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from db.fields import SWEEP_STATUSES, TERMINAL_TRIAL_STATUSES, TRIAL_STATUSES
+from db.fields import SWEEP_STATUSES, TERMINAL_TRIAL_STATUSES, TRIAL_STATUSES, id_in_text
 from db.models import Sweep, Trial, utcnow
 from db.states import Actor, ForbiddenTransition, check_transition
 
@@ -82,8 +83,8 @@ def get_sweep(session: Session, *, sweep_id: int) -> Sweep | None:
 def get_sweep_by_name_or_id(session: Session, *, ref: str) -> Sweep | None:
     """`ref` is a sweep name or a numeric id (an id wins when both could match)."""
     ref = str(ref).strip()
-    if ref.isdigit():
-        sweep = session.get(Sweep, int(ref))
+    if (sweep_id := id_in_text(ref)) is not None:
+        sweep = session.get(Sweep, sweep_id)
         if sweep is not None:
             return sweep
     return session.scalar(select(Sweep).where(Sweep.name == ref))
@@ -300,3 +301,44 @@ def set_sweep_spec(session: Session, *, sweep_id: int, spec: dict[str, Any]) -> 
     sweep.spec = spec
     session.flush()
     return sweep
+
+
+# -------------------------------------------------------------------------- launch claims: one launch at a time
+
+
+def claim_launch(session: Session, *, sweep_id: int, claim: str, lease_s: float, relaunch: bool = False,
+                 dead_claim: str | None = None) -> bool:
+    """Take the right to launch the sweep's Ray job for `lease_s` seconds, atomically (one conditional UPDATE: of
+    concurrent callers exactly one gets True). Only a `queued` sweep whose claim is free, lapsed or `dead_claim`
+    (one whose process is known to have died), and without a job unless `relaunch` (resume, extend: the sweep keeps
+    its old job's id until the new one is submitted)."""
+    now = utcnow()
+    free = [Sweep.launch_lease_until.is_(None), Sweep.launch_lease_until < now]
+    if dead_claim is not None:
+        free.append(Sweep.launch_claim == dead_claim)
+    where = [Sweep.id == sweep_id, Sweep.status == "queued", or_(*free)]
+    if not relaunch:
+        where.append(Sweep.ray_job_id.is_(None))
+    result = session.execute(update(Sweep).where(*where)
+                             .values(launch_claim=claim, launch_lease_until=now + timedelta(seconds=lease_s))
+                             .execution_options(synchronize_session=False))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def renew_launch_claim(session: Session, *, sweep_id: int, claim: str, lease_s: float) -> bool:
+    """Extend our claim by `lease_s` from now (False: it is no longer ours)."""
+    result = session.execute(update(Sweep).where(Sweep.id == sweep_id, Sweep.launch_claim == claim)
+                             .values(launch_lease_until=utcnow() + timedelta(seconds=lease_s))
+                             .execution_options(synchronize_session=False))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release_launch_claim(session: Session, *, sweep_id: int, claim: str) -> None:
+    session.execute(update(Sweep).where(Sweep.id == sweep_id, Sweep.launch_claim == claim)
+                    .values(launch_claim=None, launch_lease_until=None).execution_options(synchronize_session=False))
+
+
+def launch_in_progress(session: Session, *, sweep_id: int) -> str | None:
+    """The claim of the request launching the queued sweep now (a live lease), else None."""
+    return session.scalar(select(Sweep.launch_claim).where(
+        Sweep.id == sweep_id, Sweep.status == "queued", Sweep.launch_lease_until >= utcnow()))

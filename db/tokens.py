@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from db.fields import id_in_text
 from db.models import TOKEN_SCOPES, ApiToken, utcnow
 
 
@@ -39,8 +40,8 @@ def revoke_token(session: Session, *, ref: str) -> ApiToken:
     or several match."""
     ref = ref.strip()
     clause = ApiToken.prefix == ref
-    if ref.isdigit():
-        clause = or_(clause, ApiToken.id == int(ref))
+    if (token_id := id_in_text(ref)) is not None:
+        clause = or_(clause, ApiToken.id == token_id)
     found = list(session.scalars(select(ApiToken).where(clause)))
     if len(found) != 1:
         what = "no token" if not found else f"{len(found)} tokens"

@@ -194,7 +194,9 @@ class TrialConfig(BaseModel):
     @field_validator("init_from")
     @classmethod
     def _init_from(cls, v: str | None) -> str | None:
-        if v is not None and v.startswith("trial:") and not v.removeprefix("trial:").isdigit():
+        trial_id = None if v is None or not v.startswith("trial:") else v.removeprefix("trial:")
+        if trial_id is not None and not (trial_id.isascii() and trial_id.isdigit() and len(trial_id) <= 18):
+            # ASCII digits that fit a database id (18 digits < 2**63): `isdigit` alone takes "³", which int refuses
             raise ValueError(f"expected 'trial:<id>' with a numeric id or a path, got {v!r}")
         return v
 

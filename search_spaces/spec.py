@@ -12,7 +12,7 @@ import itertools
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from search_spaces.catalog import DATASETS, METHOD_DEFAULTS, known
 from search_spaces.config import (
@@ -42,10 +42,19 @@ class SpecError(ValueError):
 
 MAX_COUNT = 2**63 - 1  # parameters and MACs are stored as 64-bit integers
 
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, bool):  # pydantic's lax float takes true as 1.0: `lam: false` would be lambda 0
+        raise ValueError("a boolean is not a number")  # noqa: TRY004 - pydantic reports only ValueError
+    return v
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]  # a float axis value: an int or a float, never a bool
+
+
 Seed = Annotated[int, Field(ge=0, le=MAX_INT32)]
 NTrain = Annotated[int, Field(ge=10, le=MAX_INT32)]
-Lam = Annotated[float, Field(le=MAX_LAM)]
-Scale = Annotated[float, Field(le=MAX_WIDTH)]
+Lam = Annotated[Number, Field(le=MAX_LAM)]
+Scale = Annotated[Number, Field(le=MAX_WIDTH)]
 
 
 class Constraints(BaseModel):
@@ -80,7 +89,7 @@ class SweepSpec(BaseModel):
     gamma: list[Scale] = Field([1.0], description=f"width scaling (w10-10-4 x 2 = w20-20-8), > 0 and <= {MAX_WIDTH:g}")
     method: list[str] = ["sat"]
     lam: list[Lam] | None = Field(None, description=f"None: each method's reference default; 0 to {MAX_LAM:g}")
-    eps: list[float] = [8 / 255]  # pixel units in [0, 1]
+    eps: list[Number] = [8 / 255]  # pixel units in [0, 1]
     norm: list[Norm] = ["linf"]
     dataset: str = "cifar10"
     n_train: list[NTrain | None] = Field(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
+from pydantic import Field
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.fields import INT64_MAX
 from service.auth import Principal, require_admin, require_page_user, require_reader, require_token, require_write
 from service.settings import Settings
 
@@ -34,6 +36,8 @@ AdminDep = Annotated[Principal, Depends(require_admin)]
 ReaderDep = Annotated[Principal, Depends(require_reader)]  # GET routes a page shows: bearer or a login (401)
 PageUserDep = Annotated[Principal, Depends(require_page_user)]  # the pages: bearer or a login (else 303 to it)
 
-DB_ID_MAX = 2**63 - 1  # the largest id a database integer holds (larger ones overflow SQLite's driver: a 500)
+DB_ID_MAX = INT64_MAX  # the largest id a database integer holds (larger ones overflow SQLite's driver: a 500)
 SweepId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a sweep's id")]
 TrialId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a trial's id")]
+SweepIdQuery = Annotated[int, Query(ge=1, le=DB_ID_MAX, description="a sweep's id")]
+DbId = Annotated[int, Field(ge=1, le=DB_ID_MAX)]  # an id in a body or a repeated query parameter

@@ -9,9 +9,12 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 
 def unprocessable(field: str, reason: str, where: str = "body") -> HTTPException:
@@ -91,5 +94,24 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": jsonable_encoder(shortened(exc.errors()))})
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at the request's path (Starlette's 405 names only the first route's: `OPTIONS
+    /api/v1/sweeps` said `Allow: POST`, though GET lists the sweeps). Each method is matched as a request of it."""
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]  # static files answer their own
+    return [m for m in METHODS if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an HTTPException, with a 405's `Allow` listing every method of the path."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405 and (methods := allowed_methods(request)):
+        exc = StarletteHTTPException(405, detail=exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(methods)})
+    return await http_exception_handler(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -44,6 +44,12 @@ class RayCluster:
     started_by_us: bool  # True when this call started the local head (the caller may stop it)
 
 
+class RayUnavailable(RuntimeError):
+    """The Ray head cannot be asked or used (connection refused, timeout, HTTP 5xx, a rejected token, not a Ray
+    dashboard, a local head that would not start): nothing is known about the job, so nothing may be concluded
+    from it. The API answers 503."""
+
+
 class RayTokenError(RuntimeError):
     """``RAY_AUTH_TOKEN_PATH`` names a token file that cannot be read or is empty (Ray itself refuses to start)."""
 
@@ -143,7 +149,7 @@ def ensure_ray_head(settings: Settings) -> RayCluster:
         logger.info("reusing the Ray head at %s", url)
         return RayCluster(address=url, gcs_address=gcs, dashboard_url=url, started_by_us=False)
     if status is not None:
-        raise RuntimeError(f"{url}/api/version answers HTTP {status}: not a Ray head that accepts our token")
+        raise RayUnavailable(f"{url}/api/version answers HTTP {status}: not a Ray head that accepts our token")
     return _start_local_head(settings, url, state_file)
 
 
@@ -172,10 +178,10 @@ def _start_local_head(settings: Settings, url: str, state_file: Path) -> RayClus
     deadline = time.monotonic() + HEAD_START_TIMEOUT_S
     while _probe_dashboard(url) != 200:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            raise RuntimeError(f"`ray start` exited early; see {log_path}")
+            raise RayUnavailable(f"`ray start` exited early; see {log_path}")
         if time.monotonic() > deadline:
             _kill_group(pid)
-            raise TimeoutError(f"no Ray dashboard at {url} after {HEAD_START_TIMEOUT_S} s; see {log_path}")
+            raise RayUnavailable(f"no Ray dashboard at {url} after {HEAD_START_TIMEOUT_S} s; see {log_path}")
         time.sleep(0.25)
     cluster = RayCluster(address=url, gcs_address=f"{settings.ray_node_ip}:{gcs_port}",
                          dashboard_url=url, started_by_us=True)
@@ -226,10 +232,15 @@ def _is_our_head(pid: int) -> bool:
 
 
 def job_client(cluster: RayCluster) -> JobSubmissionClient:
-    """A ``JobSubmissionClient`` for the cluster that sends our auth token."""
+    """A ``JobSubmissionClient`` for the cluster that sends our auth token. RayUnavailable when the dashboard does
+    not answer (the client asks it at construction and raises ConnectionError)."""
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(cluster.address, headers=auth_headers())
+    try:
+        return JobSubmissionClient(cluster.address, headers=auth_headers())
+    except OSError as e:  # ConnectionError: refused, no route, timed out
+        raise RayUnavailable(f"the Ray dashboard at {cluster.address} does not answer ({type(e).__name__}: {e})") \
+            from e
 
 
 def _job_env(settings: Settings, env: Mapping[str, str] | None) -> dict[str, str]:
@@ -256,6 +267,9 @@ def submit_job(settings: Settings, cluster: RayCluster, *, entrypoint: str, env:
                                        runtime_env={"env_vars": _job_env(settings, env)},
                                        metadata=dict(metadata or {}))
             break
+        except OSError as e:  # the connection dropped (requests' ConnectionError is an OSError)
+            raise RayUnavailable(f"the Ray dashboard at {cluster.address} does not answer ({type(e).__name__}: "
+                                 f"{e})") from e
         except RuntimeError as e:
             if NO_AGENT not in str(e) or time.monotonic() + delay > deadline:
                 raise
@@ -349,11 +363,6 @@ def submit_evaluation_job(settings: Settings, cluster: RayCluster, *, sweep_id: 
 
 
 JOB_REQUEST_TIMEOUT_S = 10.0  # seconds for one request to the Ray Jobs REST API
-
-
-class RayUnavailable(RuntimeError):
-    """The Ray dashboard could not be asked about a job (connection refused, timeout, HTTP 5xx, a rejected token,
-    not a Ray dashboard): nothing is known about the job, so nothing may be concluded from it."""
 
 
 class JobNotFound(LookupError):

@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.sweeps import (
     Sweep,
     add_trials,
+    claim_launch,
     create_sweep,
     end_unfinished_trials,
     get_sweep,
+    launch_in_progress,
     requeue_trials,
     set_sweep_job,
     set_sweep_spec,
@@ -39,6 +41,7 @@ from search_spaces.provenance import code_version
 from search_spaces.search import check_epochs
 from search_spaces.spec import SpecError, SweepSpec
 from search_spaces.stored import Extension, StoredSweep
+from service.launch_claim import LAUNCH_LEASE_S, LAUNCH_WAIT_S, is_dead, launch_claim, wait_while_launching
 from service.launcher import JobNotFound, RayUnavailable  # noqa: F401 - RayUnavailable: raised through here
 from service.limits import check_spec_limits
 from service.schemas import SweepRequest
@@ -119,11 +122,12 @@ def trial_rows(plan: Plan, *, with_idx: bool = True) -> list[dict[str, object]]:
     return [t.stored_row() | ({"idx": i} if with_idx else {}) for i, t in enumerate(plan.trials)]
 
 
-def store_sweep(session: Session, req: SweepRequest, settings: Settings, *,
-                owner: str | None = None, idempotency_key: str | None = None) -> tuple[Sweep, Plan]:
+def store_sweep(session: Session, req: SweepRequest, settings: Settings, *, owner: str | None = None,
+                idempotency_key: str | None = None, launch_claim: str | None = None) -> tuple[Sweep, Plan]:
     """Validate and plan the request, then write the sweep (recording its `owner`, the API token's, and the
     request's `idempotency_key`) and all its trials in one transaction. A key another sweep holds raises
-    IntegrityError (nothing written)."""
+    IntegrityError (nothing written). With `launch_claim` (service.launch_claim.new_claim) the sweep is stored
+    claimed for launching by this request (launch_sweep's `held_claim`): a replay that finds it waits for it."""
     spec, plan = plan_request(req, settings)
     name = spec.name or f"{req.preset or 'sweep'}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10_000:04d}"
     stored = StoredSweep(spec=spec.model_copy(update={"name": name}), data_root=data_root_of(req, settings))
@@ -134,6 +138,8 @@ def store_sweep(session: Session, req: SweepRequest, settings: Settings, *,
         if idempotency_key is not None:
             sweep.idempotency_key = idempotency_key
             session.flush()
+        if launch_claim is not None:
+            claim_launch(session, sweep_id=sweep.id, claim=launch_claim, lease_s=LAUNCH_LEASE_S)
     return sweep, plan
 
 
@@ -169,21 +175,50 @@ def _spec_differences(stored: SweepSpec, asked: SweepSpec) -> list[str]:
     return (["name"] if asked.name is not None and asked.name != stored.name else []) + differ
 
 
-def finish_interrupted(make_session: sessionmaker[Session], sweep: Sweep, settings: Settings) -> None:
+def finish_interrupted(make_session: sessionmaker[Session], sweep_id: int, settings: Settings) -> None:
     """A replayed submission whose first attempt stored the sweep but died before launching it (queued, no Ray job):
-    launch it now (LaunchFailed as for a first attempt). Any other sweep is left as it is."""
-    if sweep.status == "queued" and sweep.ray_job_id is None:
-        stored = StoredSweep.model_validate(sweep.spec)
-        launch_sweep(make_session, sweep.id, settings, data_root=stored.data_root)
+    launch it now (LaunchFailed as for a first attempt), or wait for the request launching it now (launch_sweep).
+    Any other sweep is left as it is. Holds no database connection while it waits."""
+    with make_session() as s:
+        sweep = get_sweep(s, sweep_id=sweep_id)
+        if sweep is None or sweep.status != "queued" or sweep.ray_job_id is not None:
+            return
+        data_root = StoredSweep.model_validate(sweep.spec).data_root
+    launch_sweep(make_session, sweep_id, settings, data_root=data_root)
 
 
 class LaunchFailed(RuntimeError):
     """The sweep is stored (and now `failed`, with this reason) but its Ray job could not be launched."""
 
 
-def launch_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *, data_root: str | None) -> str:
-    """Submit the driver as a Ray job (starting a local head when the settings name no cluster). A failed
-    submission marks the (queued) sweep `failed` with the reason and raises LaunchFailed."""
+def launch_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *, data_root: str | None,
+                 relaunch: bool = False, held_claim: str | None = None) -> str | None:
+    """Submit the driver as a Ray job (starting a local head when the settings name no cluster), one launch at a
+    time (service.launch_claim): returns the job id. A failed submission marks the (queued) sweep `failed` and its
+    queued trials `cancelled`, with the reason, and raises LaunchFailed. None when there is nothing to launch: the
+    sweep is not queued, or has a job and this is not a `relaunch` (resume, extend), or another request was
+    launching it (waited for: it launched or failed; a claim whose request died lapses, then this one launches)."""
+    deadline, dead = time.monotonic() + LAUNCH_WAIT_S, None
+    while True:
+        with launch_claim(make_session, sweep_id, relaunch=relaunch, dead_claim=dead, held=held_claim) as claimed:
+            if claimed:
+                return _submit(make_session, sweep_id, settings, data_root=data_root)
+        if held_claim is not None:  # ours lapsed (a stalled database): claim it like anyone else
+            held_claim = None
+            continue
+        with make_session() as s:
+            if (holder := launch_in_progress(s, sweep_id=sweep_id)) is None:
+                return None
+        if is_dead(holder):  # its API process died mid-launch (and restarted): take it over now, once
+            if holder == dead:
+                return None  # the take-over was refused: nothing to launch
+            dead = holder
+            continue
+        if not wait_while_launching(make_session, sweep_id, deadline) or relaunch:
+            return None  # a relaunch that another request made is not made twice
+
+
+def _submit(make_session: sessionmaker[Session], sweep_id: int, settings: Settings, *, data_root: str | None) -> str:
     from service import launcher
 
     try:
@@ -191,8 +226,11 @@ def launch_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
         job_id = launcher.submit_sweep_job(settings, cluster, sweep_id=sweep_id, data_root=data_root)
     except Exception as e:  # whatever stopped the launch is the sweep's failure reason
         reason = f"its Ray job could not be launched: {type(e).__name__}: {e}"[:4000]
-        with make_session.begin() as s:
-            set_sweep_status(s, sweep_id=sweep_id, status="failed", actor="api", error=reason)
+        with make_session.begin() as s:  # no driver will run them: no trial is left queued
+            sweep = get_sweep(s, sweep_id=sweep_id)
+            if sweep is not None and sweep.status == "queued":  # (a claim lost to a stalled database: once only)
+                end_unfinished_trials(s, sweep_id=sweep_id, status="cancelled", error=reason, actor="api")
+                set_sweep_status(s, sweep_id=sweep_id, status="failed", actor="api", error=reason)
         raise LaunchFailed(f"sweep {sweep_id} is stored but {reason}") from e
     with make_session.begin() as s:
         set_sweep_job(s, sweep_id=sweep_id, ray_job_id=job_id, dashboard_url=launcher.dashboard_url(cluster))
@@ -266,10 +304,15 @@ def _stop(settings: Settings, job_id: str | None, wait_s: float) -> str | None:
     return state
 
 
-def _get(session: Session, sweep_id: int) -> Sweep:
+def _get(session: Session, sweep_id: int, action: str) -> Sweep:
+    """The sweep a lifecycle `action` (cancel, resume, extend) is about: 404 when there is none, 409 when it is an
+    imported reference (results only: no spec to run, no Ray job)."""
     sweep = get_sweep(session, sweep_id=sweep_id)
     if sweep is None:
         raise LifecycleError(404, "sweep", f"sweep {sweep_id} not found")
+    if sweep.imported:
+        raise LifecycleError(409, "sweep", f"sweep {sweep_id} is an imported reference (published results, nothing "
+                                           f"was run here): there is nothing to {action}")
     return sweep
 
 
@@ -286,7 +329,7 @@ def cancel_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
     RayUnavailable when the Ray head cannot be asked about the job: before anything is written when that is
     found first; a head lost while the job is being stopped leaves the sweep `cancelling` (cancel again)."""
     with make_session() as s:
-        sweep = _get(s, sweep_id)
+        sweep = _get(s, sweep_id, "cancel")
         if sweep.status in ("completed", "failed", "cancelled") and not _unfinished(s, sweep_id):
             raise LifecycleError(409, "status", f"sweep {sweep_id} is already {sweep.status}: nothing to cancel")
         job = sweep.ray_job_id
@@ -308,7 +351,7 @@ def resume_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
     run again. 409 while its job still runs, or when the sweep completed with nothing left (known from the store
     alone, so Ray is not asked); RayUnavailable, nothing written, when the Ray head cannot be asked."""
     with make_session() as s:
-        sweep = _get(s, sweep_id)
+        sweep = _get(s, sweep_id, "resume")
         job, status, data_root = sweep.ray_job_id, sweep.status, StoredSweep.model_validate(sweep.spec).data_root
         if status == "completed" and not _unfinished(s, sweep_id):
             raise LifecycleError(409, "status", f"sweep {sweep_id} is completed: nothing to resume")
@@ -318,7 +361,7 @@ def resume_sweep(make_session: sessionmaker[Session], sweep_id: int, settings: S
     with make_session.begin() as s:
         ids = requeue_trials(s, sweep_id=sweep_id, statuses=("running", "cancelled"), driver_ended=True, actor="api")
         set_sweep_status(s, sweep_id=sweep_id, status="queued", actor="api")
-    job = launch_sweep(make_session, sweep_id, settings, data_root=data_root)
+    job = launch_sweep(make_session, sweep_id, settings, data_root=data_root, relaunch=True)
     return LifecycleResult(sweep_id, "queued", job, None, ids)
 
 
@@ -329,7 +372,7 @@ def extend_sweep(make_session: sessionmaker[Session], sweep_id: int, patch: dict
     transaction, with the new spec and the extension recorded), and a new Tune experiment runs just those.
     409 while the sweep runs; 422 for a bad patch, a search sweep, or a patch that adds nothing."""
     with make_session() as s:
-        sweep = _get(s, sweep_id)
+        sweep = _get(s, sweep_id, "extend")
         stored = StoredSweep.model_validate(sweep.spec)
         if stored.is_search:
             raise LifecycleError(422, "search", f"extend adds configurations to a grid sweep; sweep {sweep_id} is "
@@ -352,7 +395,7 @@ def extend_sweep(make_session: sessionmaker[Session], sweep_id: int, patch: dict
         set_sweep_spec(s, sweep_id=sweep_id, spec=stored.extended(spec, extension).to_json())
         set_sweep_status(s, sweep_id=sweep_id, status="queued", actor="api")
         ids = [t.id for t in added]
-    job = launch_sweep(make_session, sweep_id, settings, data_root=stored.data_root)
+    job = launch_sweep(make_session, sweep_id, settings, data_root=stored.data_root, relaunch=True)
     return LifecycleResult(sweep_id, "queued", job, None, ids)
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,3 +51,42 @@ def local_ray() -> Iterator[None]:
     yield
     ray.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------- the two database backends (tests/db and the HTTP tests)
+
+PG_URL = os.environ.get("ROBUSTGRID_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_unreachable() -> str | None:
+    """None when the PostgreSQL server answers, else the reason it does not."""
+    try:
+        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as e:  # noqa: BLE001 - any failure means: skip the PostgreSQL half
+        return f"PostgreSQL at {make_url(PG_URL).render_as_string()} unreachable ({type(e).__name__}: {e})"
+    return None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Any, pg_unreachable: str | None) -> Iterator[str | URL]:
+    """An empty database: a SQLite file, or a fresh PostgreSQL schema (set as the search_path of every
+    connection, so the migration and Alembic's version table land in it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'robustgrid-test.db'}"
+        return
+    if pg_unreachable:
+        pytest.skip(pg_unreachable)
+    schema = f"rg_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()

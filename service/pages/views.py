@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from db.contract import DEFAULT_ATTACK
+from db.contract import DEFAULT_ATTACK, check_attack_key
 from db.fields import TRIAL_STATUSES
 from db.models import Sweep
 from db.sweeps import NotFound, get_sweep, list_sweeps, trial_status_counts
@@ -99,6 +99,12 @@ def sweep_view(session: Session, *, sweep_id: int, sort: str = "idx", desc: bool
         raise SpecError("sort", f"{sort!r} is not a column; one of {', '.join(keys)}")
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise SpecError("limit", f"must be in 1..{MAX_PAGE_SIZE}, got {limit}")
+    if offset < 0:
+        raise SpecError("offset", f"must be >= 0, got {offset}")
+    try:
+        check_attack_key(attack)
+    except ValueError as e:
+        raise SpecError("attack", str(e)) from None
     try:
         table = trial_table_page(session, sweep_id=sweep.id, checkpoint=checkpoint, attack=attack, sort=sort,
                                  desc=desc, limit=limit, offset=offset)

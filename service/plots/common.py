@@ -104,6 +104,11 @@ def label_of(field_name: str) -> str:
     return field_name
 
 
+def lam_text(lam: float | None) -> str:
+    """`lam 6` in a label or title; an imported reference that states no lambda (NULL) says so."""
+    return "lam not stated" if lam is None else f"lam {lam:g}"
+
+
 def new_figure(width_in: float, height_in: float) -> Figure:
     return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
 

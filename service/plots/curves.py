@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.results import trial_curves
 from db.sweeps import NotFound, get_trial
-from service.plots.common import empty_note, label_of, new_figure
+from service.plots.common import empty_note, label_of, lam_text, new_figure
 
 # (panel title, [(field, line style)]): one panel each, epoch on x
 PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
@@ -55,6 +55,6 @@ def curves_figure(session: Session, *, trial_id: int) -> Figure:
     rows = curve_rows(session, trial_id=trial_id)
     trial = get_trial(session, trial_id=trial_id)
     assert trial is not None
-    title = (f"trial {trial.id}: {trial.arch}, {trial.method}, lam {trial.lam:g}, eps {trial.eps * 255:g}/255 "
+    title = (f"trial {trial.id}: {trial.arch}, {trial.method}, {lam_text(trial.lam)}, eps {trial.eps * 255:g}/255 "
              f"({trial.status})")
     return draw_curves(rows, title=title)

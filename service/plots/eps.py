@@ -24,6 +24,7 @@ from service.plots.common import (
     empty_note,
     final_rows,
     label_of,
+    lam_text,
     new_figure,
     resolve_sweep,
 )
@@ -46,7 +47,7 @@ class EpsGroup:
     def label(self) -> str:
         k = dict(zip(GROUP_KEYS, self.key, strict=True))
         n = f", n {k['n_train']}" if k["n_train"] is not None else ""
-        return f"{k['arch']} {k['method']} lam {k['lam']:g}{n} seed {k['seed']}"
+        return f"{k['arch']} {k['method']} {lam_text(k['lam'])}{n} seed {k['seed']}"
 
 
 def eps_groups(session: Session, *, sweep_ref: int | str, options: PlotOptions) -> tuple[list[EpsGroup], str | None]:

@@ -43,11 +43,12 @@ def _width_key(widths: str) -> tuple[float, ...]:
 
 
 def width_lines(session: Session, *, sweep_ref: int | str, options: PlotOptions) -> list[WidthLine]:
-    """Lines sorted by method, then width (numerically)."""
+    """Lines sorted by method, then width (numerically). Rows without a lambda (an imported reference that states
+    none) have no place on the x axis and are left out."""
     sweep = resolve_sweep(session, sweep_ref)
     cells: dict[tuple[str, str], dict[float, list[tuple[float, float | None]]]] = defaultdict(lambda: defaultdict(list))
     for r in final_rows(session, sweep=sweep, options=options):
-        if r[options.metric] is not None:
+        if r[options.metric] is not None and r["lam"] is not None:
             cells[(r["method"], r["widths"])][float(r["lam"])].append((float(r[options.metric]),
                                                                        row_se(r, options.metric)))
     out = []
@@ -71,7 +72,7 @@ def draw_lambda_width(lines: list[WidthLine], options: PlotOptions) -> Figure:
     if lines:
         ax.legend(fontsize=7, title="method, widths", title_fontsize=7)
     else:
-        empty_note(ax, f"no final rows with {options.metric} yet")
+        empty_note(ax, f"no final rows with {options.metric} and a lambda")
     ax.set_xlabel("lambda (robust-regularisation weight)")
     ax.set_ylabel(label_of(options.metric))
     ax.set_title(f"{options.metric} vs lambda per width ({options.checkpoint} checkpoint, {options.attack}; "

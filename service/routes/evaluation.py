@@ -4,11 +4,21 @@ service.evaluation, its result as a schema."""
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from db.contract import CHECKPOINTS, Checkpoint
-from service.deps import SessionsDep, SettingsDep, WriterDep
-from service.errors import BODY_ERRORS, CONFLICT, FORBIDDEN, NOT_FOUND, UNAVAILABLE, conflict, not_found, unavailable, unprocessable
+from service.deps import DbId, SessionsDep, SettingsDep, SweepId, WriterDep
+from service.errors import (
+    BODY_ERRORS,
+    CONFLICT,
+    FORBIDDEN,
+    NOT_FOUND,
+    UNAVAILABLE,
+    conflict,
+    not_found,
+    unavailable,
+    unprocessable,
+)
 from service.evaluation import EvaluationError, evaluate_sweep
 from service.launcher import RayUnavailable
 
@@ -23,9 +33,9 @@ class EvaluateRequest(BaseModel):
 
     attack: str = Field("autoattack", description="attack key: autoattack, apgd-ce, apgd-t, fab, square, fgsm, "
                                                   "pgd<steps>, cw<steps>")
-    trials: list[int] | None = Field(None, description="trial ids of the sweep; None: the widened front")
+    trials: list[DbId] | None = Field(None, description="trial ids of the sweep; None: the widened front")
     checkpoints: list[Checkpoint] = Field(list(CHECKPOINTS), description="best and/or last")
-    eps: list[float] | None = Field(None, description="front: only trials at these radii ([0, 1] pixel units)")
+    eps: list[FiniteFloat] | None = Field(None, description="front: only trials at these radii ([0, 1] pixel units)")
     force: bool = Field(False, description="re-run evaluations whose row exists")
 
 
@@ -44,7 +54,7 @@ class EvaluateOut(BaseModel):
 
 @router.post("/sweeps/{sweep_id}/evaluate", status_code=202, response_model=EvaluateOut,
              responses=FORBIDDEN | NOT_FOUND | CONFLICT | UNAVAILABLE | BODY_ERRORS)
-def evaluate(sweep_id: int, req: EvaluateRequest, sessions: SessionsDep, settings: SettingsDep,
+def evaluate(sweep_id: SweepId, req: EvaluateRequest, sessions: SessionsDep, settings: SettingsDep,
              principal: WriterDep) -> EvaluateOut:
     """Re-attack stored best/last checkpoints as a Ray job (one task per trial and checkpoint); the rows appear
     under the attack's key in /results, the CSV and /pareto?attack=... . Submitting again resumes an interrupted

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from db.contract import DEFAULT_ATTACK
+from db.contract import DEFAULT_ATTACK, Checkpoint
 from db.sweeps import NotFound
 from search_spaces.spec import SpecError
-from service.deps import PageUserDep, SessionDep, SettingsDep, SweepId
+from service.deps import DbId, PageUserDep, SessionDep, SettingsDep, SweepId, SweepIdQuery
 from service.errors import unprocessable
 from service.pages.render import render_page
 from service.pages.views import PAGE_SIZE, compare_view, index_view, sweep_view
@@ -29,7 +29,7 @@ def _http(e: Exception) -> HTTPException:
     if isinstance(e, NotFound):
         return HTTPException(status_code=404, detail=str(e))
     assert isinstance(e, SpecError)
-    return unprocessable(e.field, e.reason)
+    return unprocessable(e.field, e.reason, where="query")
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -39,8 +39,9 @@ def index(session: SessionDep, settings: SettingsDep, principal: PageUserDep) ->
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
-def sweep_page(sweep_id: SweepId, session: SessionDep, principal: PageUserDep, sort: str = "idx", desc: bool = False, offset: int = 0,
-               limit: int = PAGE_SIZE, attack: str = DEFAULT_ATTACK, checkpoint: str = "best") -> HTMLResponse:
+def sweep_page(sweep_id: SweepId, session: SessionDep, principal: PageUserDep, sort: str = "idx", desc: bool = False,
+               offset: int = 0, limit: int = PAGE_SIZE, attack: str = DEFAULT_ATTACK,
+               checkpoint: Checkpoint = "best") -> HTMLResponse:
     visible_sweep(session, principal, sweep_id)
     try:
         view = sweep_view(session, sweep_id=sweep_id, sort=sort, desc=desc, offset=offset, limit=limit,
@@ -51,7 +52,8 @@ def sweep_page(sweep_id: SweepId, session: SessionDep, principal: PageUserDep, s
 
 
 @router.get("/compare", response_class=HTMLResponse)
-def compare(run: int, session: SessionDep, principal: PageUserDep, reference: Annotated[list[int], Query(min_length=1)],
+def compare(run: SweepIdQuery, session: SessionDep, principal: PageUserDep,
+            reference: Annotated[list[DbId], Query(min_length=1)],
             x: str = "params", attack: str = DEFAULT_ATTACK) -> HTMLResponse:
     check_visible(session, principal, [run, *reference])
     try:

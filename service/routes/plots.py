@@ -33,9 +33,9 @@ IMAGE_RESPONSES: dict[int | str, dict] = {
 def _http(e: Exception) -> HTTPException:
     if isinstance(e, NotFound):
         return HTTPException(status_code=404, detail=str(e))
-    if isinstance(e, (SpecError, NoMatch)):
-        return unprocessable(e.field, e.reason)
-    return unprocessable("plot", str(e))
+    if isinstance(e, (SpecError, NoMatch)):  # every option is a query parameter
+        return unprocessable(e.field, e.reason, where="query")
+    return unprocessable("plot", str(e), where="query")
 
 
 @router.get("/sweeps/{sweep_id}/plots/{kind}.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)

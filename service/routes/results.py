@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from db.contract import DEFAULT_ATTACK
+from db.fields import INT64_MAX
 from db.results import MAX_PAGE, NoMatch, parse_sort, query_page, query_results, trial_curves
 from db.stats import aggregate_seeds, sort_rows, with_standard_errors
 from search_spaces.spec import SpecError
@@ -24,9 +25,12 @@ router = APIRouter(tags=["results"])
 
 
 def _bad_filter(e: ValueError) -> HTTPException:
+    """A bad query parameter (a filter, `sort`, `maximize`): 422 with loc ["query", FIELD]."""
     if isinstance(e, (SpecError, NoMatch)):
-        return unprocessable(e.field, e.reason)
-    return unprocessable("filters", str(e))
+        return unprocessable(e.field, e.reason, where="query")
+    field, sep, reason = str(e).partition(": ")
+    return unprocessable(field, reason, where="query") if sep and field.isidentifier() else \
+        unprocessable("filters", str(e), where="query")
 
 
 PAGE_DEFAULT = 1000
@@ -39,7 +43,7 @@ PAGE_DEFAULT = 1000
 def results(request: Request, response: Response, session: SessionDep, principal: PrincipalDep,
             format: Literal["json", "csv", "parquet"] = "json", kind: Literal["final", "epoch"] = "final",
             limit: int = Query(PAGE_DEFAULT, ge=1, le=MAX_PAGE, description=f"page size (max {MAX_PAGE})"),
-            offset: int = Query(0, ge=0), sort: str | None = Query(None, description="e.g. -robust_acc,params"),
+            offset: int = Query(0, ge=0, le=INT64_MAX), sort: str | None = Query(None, description="e.g. -robust_acc,params"),
             aggregate: Literal["seeds"] | None = None) -> Any:
     """Rows in the result vocabulary (db.contract.ResultRow), then their binomial standard errors (clean_acc_se,
     robust_acc_se, stability_se, from the counts). Filters on any scalar field: `eps=8/255` or `eps=0.0314`

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Sweep
-from db.sweeps import ForbiddenTransition, SweepExists, list_sweeps, trial_status_counts
+from db.sweeps import ForbiddenTransition, SweepExists, get_sweep, list_sweeps, trial_status_counts
 from db.trial_table import MAX_TRIALS_PAGE, list_trials_page
 from search_spaces.spec import SpecError
 from service.auth import Principal
@@ -28,6 +28,7 @@ from service.errors import (
     unavailable,
     unprocessable,
 )
+from service.launch_claim import new_claim
 from service.schemas import PlanOut, PlanTotals, SweepDetail, SweepOut, SweepRequest, TrialOut
 from service.submission import (
     IdempotencyKeyReused,
@@ -70,8 +71,10 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
     if idempotency_key is not None and (replay := _replay(sessions, settings, idempotency_key, principal, req)):
         response.headers["Idempotent-Replayed"] = "true"
         return replay
+    claim = new_claim()  # stored with the sweep: a concurrent replay waits for this request's launch
     try:
-        sweep, plan = store_sweep(session, req, settings, owner=principal.owner, idempotency_key=idempotency_key)
+        sweep, plan = store_sweep(session, req, settings, owner=principal.owner, idempotency_key=idempotency_key,
+                                  launch_claim=claim)
     except SpecError as e:
         raise unprocessable(e.field, e.reason) from None
     except (SweepExists, IntegrityError) as e:  # a concurrent POST with the same key may have won the race
@@ -79,18 +82,19 @@ def submit(req: SweepRequest, session: SessionDep, sessions: SessionsDep, settin
             response.headers["Idempotent-Replayed"] = "true"
             return replay
         raise conflict(str(e) if isinstance(e, SweepExists) else "the sweep could not be stored") from None
-    try:
-        launch_sweep(sessions, sweep.id, settings, data_root=data_root_of(req, settings))
+    try:  # one launch at a time: a concurrent replay may be launching it (then this waits for that launch)
+        launch_sweep(sessions, sweep.id, settings, data_root=data_root_of(req, settings), held_claim=claim)
     except LaunchFailed as e:  # the sweep is stored and marked failed with the reason
         raise unavailable(str(e)) from None
     session.refresh(sweep)
     return SweepOut.model_validate(sweep).model_copy(update={"totals": PlanTotals(**plan.totals()),
-                                                             "counts": {"queued": sweep.n_trials}})
+                                                             "counts": trial_status_counts(session, sweep_id=sweep.id)})
 
 
 def _replay(sessions: Any, settings: Any, key: str, principal: Principal, req: SweepRequest) -> SweepOut | None:
-    """The sweep stored under `key` (launched now if its first POST died before launching), or None. 409 when the
-    key is another owner's, 422 when it was used for another request body."""
+    """The sweep stored under `key` (launched now if its first POST died before launching; if another request is
+    launching it, after that launch ended: exactly one launch attempt however many replays race), or None. 409
+    when the key is another owner's, 422 when it was used for another request body."""
     with sessions() as s:
         try:
             sweep = sweep_for_key(s, key=key, owner=principal.owner, req=req)
@@ -102,13 +106,14 @@ def _replay(sessions: Any, settings: Any, key: str, principal: Principal, req: S
             raise unprocessable(e.field, e.reason) from None
         if sweep is None:
             return None
-        try:
-            finish_interrupted(sessions, sweep, settings)
-        except LaunchFailed as e:
-            raise unavailable(str(e)) from None
-        s.refresh(sweep)
-        return SweepOut.model_validate(sweep).model_copy(
-            update={"counts": trial_status_counts(s, sweep_id=sweep.id)})
+        sweep_id = sweep.id
+    try:  # with no session open: a replay may wait for another request's launch
+        finish_interrupted(sessions, sweep_id, settings)
+    except LaunchFailed as e:
+        raise unavailable(str(e)) from None
+    with sessions() as s:
+        return SweepOut.model_validate(get_sweep(s, sweep_id=sweep_id)).model_copy(
+            update={"counts": trial_status_counts(s, sweep_id=sweep_id)})
 
 
 @router.post("/plan", response_model=PlanOut, responses=BODY_ERRORS)

@@ -1,56 +1,18 @@
-"""The DB contract suite's backends: every test taking `db_url` (or a fixture built on it) runs on SQLite (a temp
-file) and on PostgreSQL (a fresh schema per test in ROBUSTGRID_TEST_PG_URL, dropped afterwards)."""
+"""The DB contract suite's backends: every test taking `db_url` (tests/conftest.py; or a fixture built on it) runs on
+SQLite (a temp file) and on PostgreSQL (a fresh schema per test in ROBUSTGRID_TEST_PG_URL, dropped afterwards)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, session_factory, upgrade
 from db.sweeps import create_sweep
-
-PG_URL = os.environ.get("ROBUSTGRID_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(scope="session")
-def pg_unreachable() -> str | None:
-    """None when the PostgreSQL server answers, else the reason it does not."""
-    try:
-        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as e:  # noqa: BLE001 - any failure means: skip the PostgreSQL half
-        return f"PostgreSQL at {make_url(PG_URL).render_as_string()} unreachable ({type(e).__name__}: {e})"
-    return None
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Any, pg_unreachable: str | None) -> Iterator[str | URL]:
-    """An empty database: a SQLite file, or a fresh PostgreSQL schema (set as the search_path of every
-    connection, so the migration and Alembic's version table land in it)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'robustgrid-test.db'}"
-        return
-    if pg_unreachable:
-        pytest.skip(pg_unreachable)
-    schema = f"rg_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from db.engine import default_sqlite_url, downgrade, make_engine, upgrade
 from db.models import Base
 
 TABLES = {"sweeps", "trials", "epoch_metrics", "final_results", "api_tokens", "web_sessions"}
-HEAD = "0008"
+HEAD = "0009"
 
 
 def _tables(engine: Engine) -> set[str]:

@@ -278,7 +278,8 @@ def test_failed_launch_marks_the_sweep_failed_with_the_reason(tmp_path: Path) ->
         (sweep,) = list_sweeps(s)
         assert sweep.status == "failed"
         assert sweep.error is not None and "127.0.0.1" in sweep.error
-        assert {t.status for t in list_trials(s, sweep_id=sweep.id)} == {"queued"}
+        # no driver will run them: none is left queued, each says why
+        assert [(t.status, t.error) for t in list_trials(s, sweep_id=sweep.id)] == [("cancelled", sweep.error)] * 2
 
 
 # --------------------------------------------------------------------------------- polling never starts a Ray head
