@@ -33,7 +33,9 @@ CHECKPOINTS: tuple[str, ...] = get_args(Checkpoint)
 STEPPED_ATTACKS: tuple[str, ...] = ("pgd", "cw", "gama")  # gama: GAMA-PGD (Sriramanan et al. 2020), references
 FIXED_ATTACKS: tuple[str, ...] = ("fgsm", "autoattack", "apgd-ce", "apgd-t", "fab", "square",
                                   "cw")  # bare cw: CW-inf whose step count a reference does not state
-_KEY = re.compile(rf"^(?:(?:{'|'.join(STEPPED_ATTACKS)})[1-9][0-9]*|{'|'.join(map(re.escape, FIXED_ATTACKS))})$")
+# the attack-key grammar as one regular expression (also the `pattern` of the API's attack parameters)
+ATTACK_KEY_PATTERN = rf"^(?:(?:{'|'.join(STEPPED_ATTACKS)})[1-9][0-9]*|{'|'.join(FIXED_ATTACKS)})$"
+_KEY = re.compile(ATTACK_KEY_PATTERN)
 DEFAULT_ATTACK = "pgd20"  # the studies' reported attack
 
 
@@ -229,6 +231,7 @@ FLOAT_FIELDS = frozenset(f for f, t in FIELD_TYPES.items() if t is float)
 STR_FIELDS = frozenset(f for f, t in FIELD_TYPES.items() if t is str)
 LIST_FIELDS = frozenset(f for f, t in FIELD_TYPES.items() if t is list)  # shown, not filterable
 NUMERIC_FIELDS = INT_FIELDS | FLOAT_FIELDS
+SCALAR_FIELDS: tuple[str, ...] = tuple(f for f in RESULT_FIELDS if f not in LIST_FIELDS)  # sortable
 FILTER_FIELDS = NUMERIC_FIELDS | STR_FIELDS
 # Metrics whose natural direction is "larger is better" (Pareto defaults); every other metric is minimised.
 MAXIMIZED = frozenset({"clean_acc", "robust_acc", "stability"})

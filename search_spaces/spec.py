@@ -12,7 +12,16 @@ import itertools
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from search_spaces.catalog import DATASETS, METHOD_DEFAULTS, known
 from search_spaces.config import (
@@ -51,10 +60,11 @@ def _not_bool(v: Any) -> Any:
 Number = Annotated[float, BeforeValidator(_not_bool)]  # a float axis value: an int or a float, never a bool
 
 
-Seed = Annotated[int, Field(ge=0, le=MAX_INT32)]
-NTrain = Annotated[int, Field(ge=10, le=MAX_INT32)]
-Lam = Annotated[Number, Field(le=MAX_LAM)]
-Scale = Annotated[Number, Field(le=MAX_WIDTH)]
+Seed = Annotated[int, Field(ge=0, le=MAX_INT32), Strict()]  # strict: `false` and "1" are not seeds
+NTrain = Annotated[int, Field(ge=10, le=MAX_INT32), Strict()]
+Depth = Annotated[int, Strict()]
+Lam = Annotated[float, Field(le=MAX_LAM), BeforeValidator(_not_bool)]
+Scale = Annotated[float, Field(le=MAX_WIDTH), BeforeValidator(_not_bool)]
 
 
 class Constraints(BaseModel):
@@ -72,15 +82,42 @@ def _as_list(v: Any) -> Any:
     return v if isinstance(v, list | tuple) else [v]
 
 
+SCALAR_AXES = ("gamma", "method", "lam", "eps", "norm", "n_train", "seeds")  # a single value is a one-value list
+STAGE_AXES = ("depths", "widths")  # per stage: a single value is that stage's one choice
+
+
+def _or_item(schema: dict[str, Any]) -> dict[str, Any]:
+    """An array's schema (or an anyOf holding arrays) widened to take one item as well: what `_as_list` accepts."""
+    variants = schema.get("anyOf", [schema])
+    items = [v["items"] for v in variants if v.get("type") == "array" and "items" in v]
+    if not items:
+        return schema
+    meta = {k: v for k, v in schema.items() if k not in ("anyOf", "type", "items", "minItems", "maxItems")}
+    bare = [{k: v for k, v in var.items() if k not in meta} for var in variants]
+    return {"anyOf": [*bare, *items], **meta}
+
+
+def _spec_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema says what the validators accept: `"eps": 0.03` as well as `"eps": [0.03]`, a stage's depth
+    `5` as well as `[5]`."""
+    props = schema.get("properties", {})
+    for axis in SCALAR_AXES:
+        if axis in props:
+            props[axis] = _or_item(props[axis])
+    for axis in STAGE_AXES:
+        if axis in props and "items" in props[axis]:
+            props[axis]["items"] = _or_item(props[axis]["items"])
+
+
 class SweepSpec(BaseModel):
     """A sweep: the axes to expand and the training settings shared by every trial."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=_spec_schema)
 
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str = ""
     model: str = "wrn"
-    depths: list[list[int]] = Field(
+    depths: list[list[Depth]] = Field(
         [[5], [5], [5]], description=f"per stage: the depth choices, 0 to {MAX_STAGE_DEPTH:,} blocks per stage "
                                      f"(the studies use <= 11), at most {MAX_STAGES} stages")
     widths: list[list[float]] = Field(
@@ -96,19 +133,20 @@ class SweepSpec(BaseModel):
         [None], description=f"training images, 10 to {MAX_INT32:,}; None: the whole training split")
     data_fraction: float | None = Field(None, gt=0.0, le=1.0)  # alternative to n_train: a fraction of train
     seeds: list[Seed] = Field([0], description=f"seeds, 0 to {MAX_INT32:,} (the store's 32-bit integers)")
-    zip: list[list[str]] = []  # groups of axes iterated together instead of crossed
+    # groups of axes iterated together instead of crossed; a group names one axis or more
+    zip: list[Annotated[list[str], Field(min_length=1)]] = []
     training: dict[str, Any] = {}  # TrialConfig fields shared by all trials (epochs, batch_size, lr, ...)
     constraints: Constraints = Constraints()
     search: SearchConfig | None = None  # None: run every configuration (a grid); see search_spaces.search
     eval: EvalPreset = "fast"  # robust evaluation preset (search_spaces.config.EVAL_PRESETS): fast = PGD-20;
     # standard = PGD-20 + CW-20, then AutoAttack on the front after the sweep; full = + AutoAttack on every trial
 
-    @field_validator("gamma", "method", "lam", "eps", "norm", "n_train", "seeds", mode="before")
+    @field_validator(*SCALAR_AXES, mode="before")
     @classmethod
     def _listify(cls, v: Any) -> Any:
         return None if v is None else _as_list(v)
 
-    @field_validator("depths", "widths", mode="before")
+    @field_validator(*STAGE_AXES, mode="before")
     @classmethod
     def _per_stage(cls, v: Any) -> Any:
         return [_as_list(stage) for stage in v] if isinstance(v, list | tuple) else v

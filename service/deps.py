@@ -9,8 +9,10 @@ from fastapi import Depends, Path, Query, Request
 from pydantic import Field
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.contract import ATTACK_KEY_PATTERN
 from db.fields import INT64_MAX
 from service.auth import Principal, require_admin, require_page_user, require_reader, require_token, require_write
+from service.query_grammar import NUMERIC_FIELD_PATTERN
 from service.settings import Settings
 
 
@@ -41,3 +43,11 @@ SweepId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a sweep's id")]
 TrialId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a trial's id")]
 SweepIdQuery = Annotated[int, Query(ge=1, le=DB_ID_MAX, description="a sweep's id")]
 DbId = Annotated[int, Field(ge=1, le=DB_ID_MAX)]  # an id in a body or a repeated query parameter
+
+
+# Query parameters whose grammar the schema states (service.query_grammar): a bad value answers 422 with loc
+# ["query", NAME] and the sentence query_grammar gives.
+AttackQuery = Annotated[str, Query(pattern=ATTACK_KEY_PATTERN, max_length=40,
+                                   description="attack key of the final rows: pgd<steps>, cw<steps>, gama<steps>, "
+                                               "fgsm, autoattack, apgd-ce, apgd-t, fab, square, cw")]
+NumericFieldQuery = Annotated[str, Query(pattern=NUMERIC_FIELD_PATTERN, description="a numeric result field")]

@@ -4,6 +4,7 @@ others carry one sentence in `detail`."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
+
+from service.query_grammar import mismatch_reason
 
 
 def unprocessable(field: str, reason: str, where: str = "body") -> HTTPException:
@@ -91,15 +94,37 @@ def shortened(errors: Sequence[Any]) -> list[dict[str, Any]]:
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422 layout (detail: [{loc, msg, type, input}]) with every input cut to INPUT_ECHO_CHARS."""
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(shortened(exc.errors()))})
+    if any(e.get("loc", ("",))[0] == "path" for e in exc.errors()) and request.method not in (
+            methods := allowed_methods(request)) and methods:
+        # GET /sweeps/import reached GET /sweeps/{sweep_id} ("import" is no id), but the path is POST's alone
+        return JSONResponse(status_code=405, content={"detail": "Method Not Allowed"},
+                            headers={"Allow": ", ".join(methods)})
+    errors = [_with_reason(e) for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(shortened(errors))})
+
+
+def _with_reason(error: dict[str, Any]) -> dict[str, Any]:
+    """A pattern mismatch of a query grammar (service.query_grammar) says what is wrong, not which regex failed."""
+    if error.get("type") == "string_pattern_mismatch":
+        reason = mismatch_reason((error.get("ctx") or {}).get("pattern", ""), error.get("input"))
+        if reason is not None:
+            return {**error, "msg": reason}
+    return error
 
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route answers at the request's path (Starlette's 405 names only the first route's: `OPTIONS
-    /api/v1/sweeps` said `Allow: POST`, though GET lists the sweeps). Each method is matched as a request of it."""
+    """Every method the request's path answers (Starlette's 405 names only the first route's: `OPTIONS
+    /api/v1/sweeps` said `Allow: POST`, though GET lists the sweeps). For an API path, from the OpenAPI schema,
+    the most literal template winning (/sweeps/import is POST alone, not also GET /sweeps/{sweep_id}); for a page,
+    each method is matched as a request of it."""
+    templates = [(t.count("{"), ops) for t, ops in request.app.openapi()["paths"].items()
+                 if re.fullmatch(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(t)), request.url.path)]
+    if templates:
+        fewest = min(n for n, _ in templates)
+        return [m for m in METHODS if any(m.lower() in ops for n, ops in templates if n == fewest)]
     routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]  # static files answer their own
     return [m for m in METHODS if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
 

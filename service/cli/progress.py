@@ -34,7 +34,7 @@ class SweepProgress:
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
     def update(self, status: str, trials: list[TrialProgress]) -> None:

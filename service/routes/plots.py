@@ -14,9 +14,10 @@ from db.contract import DEFAULT_ATTACK
 from db.results import NoMatch
 from db.sweeps import NotFound
 from search_spaces.spec import SpecError
-from service.deps import ReaderDep, SessionDep, SweepId, TrialId
-from service.errors import unprocessable
+from service.deps import AttackQuery, ReaderDep, SessionDep, SweepId, TrialId
+from service.errors import conflict, unprocessable
 from service.plots import MEDIA_TYPES, PlotOptions, render, sweep_figure, trial_figure
+from service.query_grammar import NUMERIC_FIELD_PATTERN
 from service.visibility import check_visible, visible_trial
 
 router = APIRouter(tags=["plots"])
@@ -27,25 +28,33 @@ Format = Literal["png", "svg"]
 IMAGE_RESPONSES: dict[int | str, dict] = {
     200: {"content": {"image/png": {}, "image/svg+xml": {}}, "description": "the plot"},
     404: {"description": "no such sweep or trial"},
+    409: {"description": "the sweep's or trial's data cannot make this plot"},
 }
 
 
-def _http(e: Exception) -> HTTPException:
+QUERY_OPTIONS = frozenset({"x", "metric", "attack", "checkpoint", "reference"})
+
+
+def _http(e: Exception, what: str) -> HTTPException:
+    """404 for a missing sweep or trial; 422 (loc query) for a bad option; 409 when the request is fine but the
+    sweep's data cannot make this plot (a reference without stage depths, a heatmap of more cells than it draws)."""
     if isinstance(e, NotFound):
         return HTTPException(status_code=404, detail=str(e))
-    if isinstance(e, (SpecError, NoMatch)):  # every option is a query parameter
+    if isinstance(e, (SpecError, NoMatch)) and e.field in QUERY_OPTIONS:
         return unprocessable(e.field, e.reason, where="query")
-    return unprocessable("plot", str(e), where="query")
+    if isinstance(e, (SpecError, NoMatch)):
+        return conflict(f"{what} cannot be drawn: {e.field}: {e.reason}")
+    return conflict(f"{what} cannot be drawn: {e}")
 
 
 @router.get("/sweeps/{sweep_id}/plots/{kind}.{fmt}", response_class=Response, responses=IMAGE_RESPONSES)
 def sweep_plot(
     sweep_id: SweepId, kind: SweepKind, fmt: Format, session: SessionDep, principal: ReaderDep,
     x: Annotated[Literal["params", "macs"], Query(description="Pareto x axis")] = "params",
-    metric: Annotated[str, Query(description="numeric result field: Pareto / lambda-width y, heatmap colour")] =
+    metric: Annotated[str, Query(pattern=NUMERIC_FIELD_PATTERN,
+                                 description="numeric result field: Pareto / lambda-width y, heatmap colour")] =
         "robust_acc",
-    attack: Annotated[str, Query(description="attack key of the final rows (pgd20, cw20, autoattack, ...)")] =
-        DEFAULT_ATTACK,
+    attack: AttackQuery = DEFAULT_ATTACK,
     checkpoint: Literal["best", "last"] = "best",
     reference: Annotated[list[str] | None, Query(description=f"Pareto: sweeps (id or name) on the same axes, at "
                                                              f"most {MAX_REFERENCES}", max_length=MAX_REFERENCES)] =
@@ -57,7 +66,7 @@ def sweep_plot(
         options = PlotOptions(x=x, metric=metric, attack=attack, checkpoint=checkpoint, reference=tuple(reference or ()))
         body = render(sweep_figure(session, kind=kind, sweep_ref=sweep_id, options=options), fmt)
     except (NotFound, ValueError) as e:
-        raise _http(e) from None
+        raise _http(e, f"the {kind} plot of sweep {sweep_id}") from None
     return Response(body, media_type=MEDIA_TYPES[fmt])
 
 
@@ -68,5 +77,5 @@ def trial_plot(trial_id: TrialId, fmt: Format, session: SessionDep, principal: R
     try:
         body = render(trial_figure(session, kind="curves", trial_id=trial_id), fmt)
     except (NotFound, ValueError) as e:
-        raise _http(e) from None
+        raise _http(e, f"the curves of trial {trial_id}") from None
     return Response(body, media_type=MEDIA_TYPES[fmt])

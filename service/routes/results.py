@@ -3,7 +3,7 @@ errors), training curves, Pareto fronts with their noise verdict."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
@@ -14,10 +14,17 @@ from db.results import MAX_PAGE, NoMatch, parse_sort, query_page, query_results,
 from db.stats import aggregate_seeds, sort_rows, with_standard_errors
 from search_spaces.spec import SpecError
 from service.analysis import pareto_report
-from service.deps import PrincipalDep, SessionDep, TrialId
+from service.deps import (
+    AttackQuery,
+    NumericFieldQuery,
+    PrincipalDep,
+    SessionDep,
+    TrialId,
+)
 from service.errors import NOT_FOUND, unprocessable
 from service.exports import render_parquet, render_rows
 from service.filters import parse_filters
+from service.query_grammar import DIRECTIONS_PATTERN, NUMERIC_FIELD_PATTERN, SORT_PATTERN
 from service.schemas import AggregateRow, CurveRow, ParetoOut, ResultOut
 from service.visibility import scoped_filters, visible_trial
 
@@ -43,7 +50,7 @@ PAGE_DEFAULT = 1000
 def results(request: Request, response: Response, session: SessionDep, principal: PrincipalDep,
             format: Literal["json", "csv", "parquet"] = "json", kind: Literal["final", "epoch"] = "final",
             limit: int = Query(PAGE_DEFAULT, ge=1, le=MAX_PAGE, description=f"page size (max {MAX_PAGE})"),
-            offset: int = Query(0, ge=0, le=INT64_MAX), sort: str | None = Query(None, description="e.g. -robust_acc,params"),
+            offset: int = Query(0, ge=0, le=INT64_MAX), sort: str | None = Query(None, pattern=SORT_PATTERN, description="e.g. -robust_acc,params"),
             aggregate: Literal["seeds"] | None = None) -> Any:
     """Rows in the result vocabulary (db.contract.ResultRow), then their binomial standard errors (clean_acc_se,
     robust_acc_se, stability_se, from the counts). Filters on any scalar field: `eps=8/255` or `eps=0.0314`
@@ -87,9 +94,14 @@ def curves(trial_id: TrialId, session: SessionDep, principal: PrincipalDep) -> l
 @router.get("/pareto", response_model=ParetoOut,
             responses={200: {"headers": {"X-Total-Count": {"description": "points on the whole front",
                                                            "schema": {"type": "integer"}}}}})
-def pareto(request: Request, response: Response, session: SessionDep, principal: PrincipalDep, x: str = "params",
-           y: str = "robust_acc", metric: list[str] = Query(default=[]), maximize: str | None = None,
-           attack: str = Query(DEFAULT_ATTACK, description="attack key of the rows (pgd20, cw20, autoattack, ...)"),
+def pareto(request: Request, response: Response, session: SessionDep, principal: PrincipalDep,
+           x: NumericFieldQuery = "params", y: NumericFieldQuery = "robust_acc",
+           metric: Annotated[list[str] | None, Query(description="more numeric result fields to be non-dominated in",
+                                              json_schema_extra={"items": {"type": "string",
+                                                                           "pattern": NUMERIC_FIELD_PATTERN}})] = None,
+           maximize: Annotated[str | None, Query(pattern=DIRECTIONS_PATTERN, description="true|false, per metric")]
+               = None,
+           attack: AttackQuery = DEFAULT_ATTACK,
            checkpoint: Literal["best", "last"] = "best",
            limit: int = Query(PAGE_DEFAULT, ge=1, le=MAX_PAGE, description=f"front rows returned (max {MAX_PAGE})"),
            ) -> ParetoOut:
@@ -99,7 +111,7 @@ def pareto(request: Request, response: Response, session: SessionDep, principal:
     standard errors, db.stats.noise_marks); `front_within_noise` and `note` give the verdict on the whole front.
     `n_points` (and the `X-Total-Count` header) counts the whole front; `front` holds its first `limit` rows by
     trial (ties: identical rows are all on the front)."""
-    metrics = [x, y, *metric]
+    metrics = [x, y, *(metric or [])]
     try:
         directions = None if maximize is None else [_bool("maximize", v) for v in maximize.split(",")]
         filters = scoped_filters(session, principal, parse_filters(request.query_params.multi_items(),

@@ -184,8 +184,9 @@ def test_route(client: TestClient, filled: dict[str, Any], sessions: sessionmake
     assert body["sweep_id"] == grid_id and body["groups"][0]["eps_star"] == pytest.approx(3 * E)
     assert body["groups"][0]["fast"][1]["points"][1]["catastrophic_overfitting"] is True
     assert client.get("/api/v1/sweeps/999/epsilon-star").status_code == 404
-    bad = client.get(f"/api/v1/sweeps/{grid_id + 3}/epsilon-star")  # the 'no-clean' sweep
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "eps"
+    bad = client.get(f"/api/v1/sweeps/{grid_id + 3}/epsilon-star")  # the 'no-clean' sweep: a state, not a body error
+    assert bad.status_code == 409 and bad.json()["detail"] == (
+        f"sweep {grid_id + 3}: eps* needs an eps = 0 (clean) run in the grid")
     typed = client.get("/api/v1/sweeps/abc/epsilon-star")
     assert typed.status_code == 422 and typed.json()["detail"][0]["loc"] == ["path", "sweep_id"]
 
@@ -203,3 +204,4 @@ def test_cli(tmp_path: Path, filled: dict[str, Any]) -> None:
     bad = CliRunner().invoke(app, ["epsilon-star", "--sweep", "no-clean", *url])
     assert bad.exit_code == 2
     assert bad.output.strip().splitlines() == ["error: eps: eps* needs an eps = 0 (clean) run in the grid"]
+

@@ -203,6 +203,9 @@ def test_a_boolean_is_not_a_number_in_a_spec(client: TestClient, field: str, val
     ("PUT", "/api/v1/sweeps/1/resume", "POST"),
     ("OPTIONS", "/api/v1/results", "GET"),
     ("POST", "/sweeps/1", "GET"),
+    ("OPTIONS", "/api/v1/sweeps/import", "POST"),  # not also GET: /sweeps/{sweep_id} does not own this path
+    ("GET", "/api/v1/sweeps/1/cancel", "POST"),
+    ("GET", "/api/v1/sweeps/import", "POST"),  # was 422: GET /sweeps/{sweep_id} took "import" for an id
 ])
 def test_method_not_allowed_names_every_method_of_the_path(client: TestClient, method: str, url: str,
                                                             allow: str) -> None:

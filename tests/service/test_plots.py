@@ -279,3 +279,25 @@ def test_cli_plot_writes_png_and_svg(url: str, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["plot", "pareto", "--sweep", "grid", "--out", str(tmp_path / "p.gif"),
                               "--database-url", url])
     assert bad.exit_code == 2 and "out" in bad.output and not (tmp_path / "p.gif").exists()
+
+
+def test_a_plot_the_sweep_cannot_make_is_409_not_a_query_error(tmp_path: Path) -> None:
+    """A published reference has no stage depths: its depth heatmap is a state of the sweep (409), not a 422 naming
+    a query parameter `depths` the route does not have."""
+    from testkit.api_client import api_client
+
+    from service.references import load_published
+    from service.settings import Settings
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'rg.db'}", storage_path=str(tmp_path))
+    if settings.published_dir is None:
+        pytest.skip("no ../shared/data/published beside the checkout")
+    with api_client(settings) as client:
+        load_published(client.app.state.sessions, settings.published_dir)  # type: ignore[attr-defined]
+        answers = {s["id"]: client.get(f"/api/v1/sweeps/{s['id']}/plots/depth-heatmap.png")
+                   for s in client.get("/api/v1/sweeps").json()}
+    refused = {i: r for i, r in answers.items() if r.status_code != 200}
+    assert refused, "a published reference without stage depths"
+    for i, r in refused.items():
+        assert r.status_code == 409, r.text
+        assert r.json()["detail"].startswith(f"the depth-heatmap plot of sweep {i} cannot be drawn: ")

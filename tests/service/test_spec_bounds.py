@@ -58,6 +58,13 @@ OUT_OF_BOUNDS = [
     (_training(eval_attack={"steps": 20, "kappa": 1e300}), ["training", "eval_attack", "kappa"], "1000"),
     (_training(schedule={"kind": "halve_after", "halve_after": 10**20}), ["training", "schedule", "halve_after"],
      "10000"),
+    # found by schemathesis: an empty zip group was an IndexError (500) in the expansion
+    ({"zip": [[]]}, ["spec", "zip", 0], "at least 1 item"),
+    # a boolean is not an integer (pydantic's lax int took `false` as seed 0, `true` as one block)
+    ({"seeds": [False]}, ["spec", "seeds", 0], "valid integer"),
+    ({"seeds": False}, ["spec", "seeds", 0], "valid integer"),
+    ({"n_train": [True]}, ["spec", "n_train", 0], "valid integer"),
+    ({"depths": [[True], [1], [1]]}, ["spec", "depths", 0, 0], "valid integer"),
 ]
 
 
