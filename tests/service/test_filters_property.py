@@ -50,7 +50,7 @@ def _values(parsed: dict[str, Any]) -> list[Any]:
     return [x for v in parsed.values() for x in (v if isinstance(v, list) else [v])]
 
 
-@settings(max_examples=400, deadline=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(KEYS), raw=NUMBERISH)
 def test_any_text_parses_to_runnable_filters_or_names_the_field(session: Session, key: str, raw: str) -> None:
     try:
@@ -68,7 +68,7 @@ def test_any_text_parses_to_runnable_filters_or_names_the_field(session: Session
     query_results(session, filters=parsed, kind=kind)  # the database takes every value it was given
 
 
-@settings(max_examples=300, deadline=200)
+@settings(max_examples=300)
 @given(field=st.sampled_from(sorted(INT_FIELDS)), value=st.integers())
 def test_integers_round_trip_within_int64_and_are_refused_beyond(field: str, value: int) -> None:
     if INT64_MIN <= value <= INT64_MAX:
@@ -79,21 +79,21 @@ def test_integers_round_trip_within_int64_and_are_refused_beyond(field: str, val
         assert e.value.field == field
 
 
-@settings(max_examples=300, deadline=200)
+@settings(max_examples=300)
 @given(field=st.sampled_from(sorted(FLOAT_FIELDS)), value=st.floats(allow_nan=False, allow_infinity=False))
 def test_finite_floats_round_trip(field: str, value: float) -> None:
     (got,) = parse_filters([(field, repr(value))], reserved=set()).values()
     assert isinstance(got, Approx) and abs(got.value - value) <= got.tol  # the value written is matched
 
 
-@settings(max_examples=200, deadline=200)
+@settings(max_examples=200)
 @given(field=st.sampled_from(sorted(FLOAT_FIELDS)), num=st.integers(-10_000, 10_000), den=st.integers(1, 10_000))
 def test_fractions_round_trip(field: str, num: int, den: int) -> None:
     (got,) = parse_filters([(field, f"{num}/{den}")], reserved=set()).values()
     assert isinstance(got, Approx) and got.value == float(Fraction(num, den))
 
 
-@settings(max_examples=100, deadline=200)
+@settings(max_examples=100)
 @given(key=st.sampled_from([f"{f}__{op}" for f in sorted(NUMERIC_FIELDS) for op in RANGES]),
        exponent=st.integers(309, 10**9), sign=st.sampled_from(["", "-"]))
 def test_a_number_beyond_a_float_is_refused_naming_the_range_key(key: str, exponent: int, sign: str) -> None:
