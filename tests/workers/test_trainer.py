@@ -79,7 +79,7 @@ def _roundtrip(state: TrainState):  # what the trainable writes into a Tune chec
 
 
 def test_non_finite_loss_names_the_epoch() -> None:
-    cfg = TrialConfig(**{**TINY, "lr": 1e30, "grad_clip": None})
+    cfg = TrialConfig(**{**TINY, "lr": 1000.0, "grad_clip": None})  # the largest lr a config allows
     with pytest.raises(NonFiniteLoss) as e:
         train_and_evaluate(cfg, device=CPU, data_root=None)
     assert str(e.value).startswith("non_finite_loss at epoch") and e.value.epoch >= 1
